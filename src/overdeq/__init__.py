@@ -1,0 +1,17 @@
+"""overdeq: over-parameterised deep equilibrium models, as in Ling et al. (AISTATS 2023)."""
+
+from .data import DataSpec, Dataset, load_dataset
+from .implicit import SolveStats, WarmStart, adjoint, deq_output, equilibrium, released_output
+from .model import DEQ, DEQConfig
+from .monitor import PowerNorm, gram_lambda_min, tangent_gram
+from .solvers import SOLVERS, SolverConfig, SolverResult, get_solver, solve
+from .train import RunConfig, TrainConfig, fit_rate, make_run_config, train
+
+__all__ = [
+    "DEQ", "DEQConfig", "DataSpec", "Dataset", "load_dataset",
+    "SOLVERS", "SolverConfig", "SolverResult", "get_solver", "solve",
+    "WarmStart", "SolveStats", "equilibrium", "adjoint", "deq_output", "released_output",
+    "PowerNorm", "gram_lambda_min", "tangent_gram",
+    "RunConfig", "TrainConfig", "make_run_config", "train", "fit_rate",
+]
+__version__ = "0.1.0"
