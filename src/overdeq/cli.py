@@ -108,12 +108,20 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+# Modules that add subcommands: each has register(subparsers) -> None and sets ``func``.
+_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     parser = argparse.ArgumentParser(prog="overdeq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="full-batch GD on a DEQ; writes history.csv, summary.json")
     _add_train_args(p)
     p.set_defaults(func=_cmd_train)
+    for name in _SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
