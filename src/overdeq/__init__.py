@@ -1,6 +1,6 @@
 """overdeq: over-parameterised deep equilibrium models, as in Ling et al. (AISTATS 2023)."""
 
-from .data import DataSpec, Dataset, load_dataset
+from .data import Dataset, DataSpec, load_dataset
 from .implicit import SolveStats, WarmStart, adjoint, deq_output, equilibrium, released_output
 from .model import DEQ, DEQConfig
 from .monitor import PowerNorm, gram_lambda_min, tangent_gram

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .data import DATASETS, LABEL_KINDS, DataSpec, Dataset, load_dataset
+from .data import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .solvers import SOLVERS
 from .train import GRADIENTS, LOSSES, MODES, PRECISIONS, ConfigError, make_run_config, train
 
@@ -109,7 +109,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 # Modules that add subcommands: each has register(subparsers) -> None and sets ``func``.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("overdeq.data.cli",)
 
 
 def build_parser() -> argparse.ArgumentParser:

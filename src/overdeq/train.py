@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import DataSpec, Dataset, load_dataset
+from .data import Dataset, DataSpec, load_dataset
 from .implicit import SolveStats, WarmStart, deq_output, released_output
 from .io import atomic_torch_save, read_json, write_csv, write_json
 from .model import DEQ, DEQConfig, contraction_bound
@@ -315,6 +315,9 @@ def train(
         done = _finished(out, rhash, overwrite)
         if done is not None:
             return done
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp"):  # left by a write that was killed midway
+            stale.unlink()
 
     t_start = time.perf_counter()
     device = torch.device(cfg.device)
@@ -353,8 +356,16 @@ def train(
     else:
         # Theta_0 is computed even for a given step: E6 predicts the loss curve from it.
         twin = DEQ(model_cfg, seeds=seeds, dtype=torch.float64, device=device)
-        calib = _calibrate(twin, X, y, cfg, loss_factor)
+        try:
+            calib = _calibrate(twin, X, y, cfg, loss_factor)
+        except RuntimeError as exc:  # no equilibrium at init (e.g. the width-scale bug)
+            calib = {"error": str(exc)}
         del twin
+    if cfg.lr is None and "calibrated_lr" not in calib:
+        reason = (f"the step could not be calibrated at step 0: {calib['error']}; the layer "
+                  "map is probably not a contraction. Pass --lr to train anyway.")
+        summary = _summarise(run, [], "diverged", reason, 0, math.nan, calib, 0)
+        return _write_final(out, run, rhash, summary, [], ds, device, cfg, t_start, None)
     lr = cfg.lr if cfg.lr is not None else calib["calibrated_lr"]
     for group in opt.param_groups:
         group["lr"] = lr
@@ -428,8 +439,18 @@ def train(
                              history=history, resumed_from=resumed_from, skipped=False)
     bar.close()
 
-    wall = elapsed_before + time.perf_counter() - t_start
     summary = _summarise(run, history, status, reason, step, lr, calib, n_logs_total)
+    if out is not None:
+        save_checkpoint()
+    return _write_final(out, run, rhash, summary, history, ds, device, cfg,
+                        t_start - elapsed_before, resumed_from)
+
+
+def _write_final(out: Path | None, run: RunConfig, rhash: str, summary: dict,
+                 history: list[dict], ds: Dataset, device: torch.device, cfg: TrainConfig,
+                 t_start: float, resumed_from: int | None) -> RunResult:
+    """Attach provenance and write history.csv and summary.json (last, atomically)."""
+    wall = time.perf_counter() - t_start
     summary["provenance"] = provenance(config=run.to_dict(), device=device,
                                        precision=cfg.precision, seeds=run.seeds, wall_time_s=wall)
     summary["provenance"]["resumed_from_step"] = resumed_from
@@ -437,7 +458,6 @@ def train(
     summary["config_hash"] = rhash
     summary["data_meta"] = ds.meta
     if out is not None:
-        save_checkpoint()
         write_csv(out / "history.csv", history, HISTORY_COLUMNS)
         write_json(out / "summary.json", summary)
     return RunResult(summary=summary, history=history, resumed_from=resumed_from, skipped=False)

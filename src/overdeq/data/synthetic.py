@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import DataSpec, Dataset, make_labels, normalize_rows
+from .core import Dataset, DataSpec, make_labels, normalize_rows
 
 __all__ = ["load_identity", "load_gaussian"]
 
