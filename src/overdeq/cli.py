@@ -106,6 +106,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true",
                    help="replace a run of a different configuration found in --out")
     g.add_argument("--quiet", action="store_true", help="no progress output")
+    g.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="label stored in summary.json (e.g. setting=calibrated); not hashed")
 
 
 # Modules that add subcommands: each has register(subparsers) -> None and sets ``func``.
@@ -120,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="full-batch GD on a DEQ; writes history.csv, summary.json")
     _add_train_args(p)
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("aggregate", help="collect run directories into tidy CSV tables")
+    p.add_argument("runs", nargs="+", type=Path, help="run directories (or their summary.json)")
+    p.add_argument("--out-runs", type=Path, required=True, help="one row per run")
+    p.add_argument("--out-history", type=Path, required=True, help="one row per logged step")
+    p.set_defaults(func=_cmd_aggregate)
+    p = sub.add_parser("latex-values", help="merge the scripts' value files into LaTeX macros")
+    p.add_argument("files", nargs="+", type=Path, help="JSON files of macro name -> LaTeX text")
+    p.add_argument("--tier", required=True, help="tier name, available as \\tier")
+    p.add_argument("--out", type=Path, required=True, help="values.tex to write")
+    p.set_defaults(func=_cmd_latex_values)
     for name in _SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
@@ -177,8 +189,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if dataset is not None and args.data_file is not None:
         dataset = Dataset(X=dataset.X, y=dataset.y, name=dataset.name,
                           meta={**dataset.meta, "file": str(args.data_file)})
+    tags = {}
+    for item in args.tag:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tag expects KEY=VALUE, got {item!r}")
+        tags[key] = value
     result = train(run, args.out, dataset=dataset, overwrite=args.overwrite,
-                   progress=not args.quiet)
+                   progress=not args.quiet, tags=tags)
     s = result.summary
     if result.skipped:
         print(f"{args.out}: already complete ({s['status']}), nothing to do", file=sys.stderr)
@@ -187,6 +205,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps({k: s.get(k) for k in keys}, default=str), file=sys.stderr)
     if s["status"] == "diverged":
         print(f"run diverged: {s.get('reason')}", file=sys.stderr)
+    return 0
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    from .aggregate import aggregate_runs
+
+    dirs = [p.parent if p.name == "summary.json" else p for p in args.runs]
+    missing = [str(d) for d in dirs if not (d / "summary.json").is_file()]
+    if missing:
+        raise ConfigError(f"no summary.json in {missing}; train those runs first")
+    aggregate_runs(dirs, args.out_runs, args.out_history)
+    return 0
+
+
+def _cmd_latex_values(args: argparse.Namespace) -> int:
+    from .io import atomic_write_text
+    from .plotting import read_values, values_to_latex
+
+    groups = {p.stem: read_values(p) for p in args.files}
+    groups["workflow"] = {"tier": args.tier}
+    atomic_write_text(args.out, values_to_latex(groups))
     return 0
 
 

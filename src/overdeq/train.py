@@ -301,12 +301,14 @@ def train(
     overwrite: bool = False,
     progress: bool = False,
     stop_after: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Train ``run``; with ``out`` write results there and resume from its checkpoint.
 
     ``dataset`` overrides loading ``run.data`` (e.g. a prepared .npz). ``overwrite`` allows
     replacing results of a *different* configuration found in ``out``. ``stop_after``
-    interrupts after that many steps of this call (tests of resume).
+    interrupts after that many steps of this call (tests of resume). ``tags`` are labels
+    copied into the summary (they do not change the numbers, so they are not hashed).
     """
     cfg = run.train
     out = Path(out) if out is not None else None
@@ -365,6 +367,7 @@ def train(
         reason = (f"the step could not be calibrated at step 0: {calib['error']}; the layer "
                   "map is probably not a contraction. Pass --lr to train anyway.")
         summary = _summarise(run, [], "diverged", reason, 0, math.nan, calib, 0)
+        summary["tags"] = dict(tags or {})
         return _write_final(out, run, rhash, summary, [], ds, device, cfg, t_start, None)
     lr = cfg.lr if cfg.lr is not None else calib["calibrated_lr"]
     for group in opt.param_groups:
@@ -440,6 +443,7 @@ def train(
     bar.close()
 
     summary = _summarise(run, history, status, reason, step, lr, calib, n_logs_total)
+    summary["tags"] = dict(tags or {})
     if out is not None:
         save_checkpoint()
     return _write_final(out, run, rhash, summary, history, ds, device, cfg,

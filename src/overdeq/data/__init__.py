@@ -3,8 +3,8 @@
 from .core import (
     DATASETS,
     LABEL_KINDS,
-    DataSpec,
     Dataset,
+    DataSpec,
     balanced_subset,
     load_dataset,
     make_labels,

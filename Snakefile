@@ -1,0 +1,28 @@
+# overdeq: the reproducible artifact for "Global Convergence of Over-parameterized Deep
+# Equilibrium Models" (Ling, Xie, Wang, Zhang, Lin; AISTATS 2023).
+#
+#   snakemake --cores all                                   default tier (CPU, minutes)
+#   snakemake --cores all --configfile config/paper.yaml    paper tier (GPU)
+#   snakemake --cores all figures/fig_loss.pdf              one figure
+#
+# Contents, in pipeline order: data -> training -> aggregation -> figures -> paper.
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/paper.smk"
+
+
+rule all:
+    input:
+        "paper/main.pdf",

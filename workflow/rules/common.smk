@@ -1,0 +1,130 @@
+# Shared set-up: validate the config, then small named helpers the rules call by name.
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+TIER = config["tier"]
+RES = f"results/{TIER}"  # everything this tier computes lives under here
+LOGS = f"logs/{TIER}"
+BENCH = f"benchmarks/{TIER}"
+DATA_ROOT = config["data_root"]
+# software environments for `--sdm conda` (the README's set-up uses a venv instead)
+ENV_PY = "../envs/overdeq.yaml"
+ENV_LATEX = "../envs/latex.yaml"
+TRAINING = config["training"]
+COMPUTE = config["compute"]
+GPUS_PER_JOB = 0 if COMPUTE["device"] == "cpu" else 1
+DATA_SEED = 0  # inputs and labels are fixed across model seeds and widths
+
+# raw files of the downloadable data sets (see docs/data.md)
+RAW_FILES = {
+    "mnist": [
+        f"{DATA_ROOT}/raw/mnist/{name}.gz"
+        for name in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    ],
+    "cifar10": [f"{DATA_ROOT}/raw/cifar-10/cifar-10-python.tar.gz"],
+}
+
+# the option names of `overdeq train` for the keys a training setting may carry
+_TRAIN_FLAGS = {
+    "mode": "--mode",
+    "lr": "--lr",
+    "lr_scale": "--lr-scale",
+    "steps": "--steps",
+    "tol": "--tol",
+    "max_iter": "--max-iter",
+    "solver": "--solver",
+    "sigma_w": "--sigma-w",
+    "width_scale": "--width-scale",
+    "loss": "--loss",
+    "gradient": "--gradient",
+}
+_TRAIN_SWITCHES = {
+    "biases": "--biases",
+    "warm_start": "--warm-start",
+    "legacy_readouts": "--legacy-readouts",
+}
+
+
+def raw_root(wildcards, output):
+    """The data root of a raw file: <root>/raw/<data set>/<file>."""
+    return str(Path(output[0]).parents[2])
+
+
+def value_files():
+    """The numbers every figure/table script writes for the paper."""
+    return [f"{RES}/values/fig_loss.json"]
+
+
+def prepared_data(dataset):
+    """Path of the prepared .npz for a data set of the training grid."""
+    n = TRAINING["datasets"][dataset]["n"]
+    return f"{RES}/data/{dataset}_n{n}_seed{DATA_SEED}.npz"
+
+
+def raw_inputs(wildcards):
+    """Raw files a data set needs (none for synthetic data and the bundled digits)."""
+    return RAW_FILES.get(wildcards.dataset, [])
+
+
+def prepare_args(wildcards):
+    spec = TRAINING["datasets"].get(wildcards.dataset, {})
+    args = [f"--data {wildcards.dataset}", f"--n {wildcards.n}", f"--data-seed {wildcards.seed}"]
+    if "d" in spec:
+        args.append(f"--d {spec['d']}")
+    return " ".join(args)
+
+
+def train_data(wildcards):
+    return prepared_data(wildcards.dataset)
+
+
+def train_args(wildcards):
+    """The `overdeq train` flags of one grid point (every knob reaches the job as a param)."""
+    setting = TRAINING["settings"][wildcards.setting]
+    n = TRAINING["datasets"][wildcards.dataset]["n"]
+    args = [
+        f"--n {n}",
+        f"--width {wildcards.width}",
+        f"--seed {wildcards.seed}",
+        f"--data-seed {DATA_SEED}",
+        f"--log-every {TRAINING['log_every']}",
+        f"--checkpoint-every {TRAINING['checkpoint_every']}",
+        f"--device {COMPUTE['device']}",
+        f"--precision {COMPUTE['precision']}",
+        f"--tag dataset={wildcards.dataset}",
+        f"--tag setting={wildcards.setting}",
+    ]
+    for key, value in setting.items():
+        if key in _TRAIN_FLAGS:
+            args.append(f"{_TRAIN_FLAGS[key]} {value}")
+        elif key in _TRAIN_SWITCHES:
+            flag = _TRAIN_SWITCHES[key]
+            if value:
+                args.append(flag)
+            elif key != "legacy_readouts":
+                args.append(f"--no-{flag[2:]}")
+    return " ".join(args)
+
+
+def train_run_dirs():
+    """Every run directory of the training grid."""
+    return [
+        f"{RES}/train/{dataset}/{setting}/m{width}/seed{seed}"
+        for dataset in TRAINING["datasets"]
+        for setting in TRAINING["settings"]
+        for width in TRAINING["widths"]
+        for seed in TRAINING["seeds"]
+    ]
+
+
+def train_summaries():
+    return [f"{d}/summary.json" for d in train_run_dirs()]

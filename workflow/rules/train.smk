@@ -1,0 +1,40 @@
+# Training experiments (E4-E6): full-batch GD for every data set x setting x width x seed,
+# then one table per run and one per logged step. Checkpoints sit beside the outputs but are
+# not declared, so Snakemake never deletes them: a failed or killed job resumes when rerun.
+
+
+rule train:
+    input:
+        data=train_data,
+    output:
+        summary=f"{RES}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}/summary.json",
+        history=f"{RES}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}/history.csv",
+    log:
+        f"{LOGS}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}.tsv"
+    params:
+        args=train_args,
+    threads: COMPUTE["threads"]
+    resources:
+        gpu=GPUS_PER_JOB,
+    conda:
+        ENV_PY
+    shell:
+        "overdeq train --data-file {input.data} {params.args} --threads {threads}"
+        " --out $(dirname {output.summary}) --overwrite --quiet > {log} 2>&1"
+
+
+rule aggregate_training:
+    input:
+        summaries=train_summaries(),
+    output:
+        runs=f"{RES}/aggregate/train_runs.csv",
+        history=f"{RES}/aggregate/train_history.csv",
+    log:
+        f"{LOGS}/aggregate/training.log",
+    conda:
+        ENV_PY
+    shell:
+        "overdeq aggregate {input.summaries} --out-runs {output.runs}"
+        " --out-history {output.history} > {log} 2>&1"
