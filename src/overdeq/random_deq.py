@@ -18,7 +18,7 @@ does not converge is reported in the result (``converged`` False, ``gram`` None)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,10 +154,10 @@ def random_deq_grams(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     budget_bytes: int | None = None,
-) -> Iterator[DEQSample]:
-    """Equilibrium-feature Grams Z* Z*^T of random DEQs, one seed at a time (a generator).
+) -> list[DEQSample]:
+    """Equilibrium-feature Grams Z* Z*^T of random DEQs, one seed at a time.
 
-    X (n, d); yields one :class:`DEQSample` per seed, in order. ``w_norm``: "exact" (dense
+    X (n, d) -> one :class:`DEQSample` per seed, in order. ``w_norm``: "exact" (dense
     float64 SVD, fine up to m of a few thousand on a CPU), "power" (PowerNorm, a lower bound
     after 200 iterations), or "none".
     """
@@ -166,17 +166,19 @@ def random_deq_grams(
     Xt = _x(X, dtype, device)
     _check_budget(Xt.shape[0], Xt.shape[1], width, dtype, budget_bytes)
     solver = solver or default_solver(dtype)
+    out = []
     for seed in seeds:
         model = _model(Xt, width, seed, sigma_w, sigma_u, 1.0, dtype, device)
         Z, _, res = equilibrium(model, Xt, solver)
-        yield DEQSample(
+        out.append(DEQSample(
             seed=seed, width=width, sigma_w=sigma_w,
             gram=_gram(Z) if res.converged else None,
             converged=res.converged, iterations=res.iterations, residual=res.residual,
             feature_norm=float(Z.detach().double().norm(dim=1).max()),
             w_norm=_w_norm(model, w_norm, seed),
-        )  # fmt: skip
+        ))  # fmt: skip
         del model, Z, res  # release W before the next seed draws its own
+    return out
 
 
 def untied_grams(
@@ -190,12 +192,12 @@ def untied_grams(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     budget_bytes: int | None = None,
-) -> Iterator[UntiedSample]:
+) -> list[UntiedSample]:
     """Grams of random weight-untied networks at every depth 1..depth, one pass per seed.
 
     z^0 = 0, z^l = s relu(W_l z^(l-1) + U x); each W_l is drawn (float64, CPU, its own
     generator ``derive_seed(seed, f"W{l}")``), used once and released. U is the DEQ's U for
-    the same seed. X (n, d); yields one :class:`UntiedSample` (grams (depth, n, n)) per seed.
+    the same seed. X (n, d) -> one :class:`UntiedSample` (grams (depth, n, n)) per seed.
     """
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
@@ -203,6 +205,7 @@ def untied_grams(
     n, d = Xt.shape
     _check_budget(n, d, width, dtype, budget_bytes)
     s = 1.0 / math.sqrt(width)
+    out = []
     for seed in seeds:
         gU = torch.Generator().manual_seed(deq_seeds(seed)["U"])
         U = (torch.randn(width, d, generator=gU, dtype=torch.float64) * sigma_u).to(Xt)
@@ -217,7 +220,9 @@ def untied_grams(
             Z = s * torch.relu(Z @ W.T + inj)
             del W
             grams[layer - 1] = _gram(Z)
-        yield UntiedSample(seed=seed, width=width, sigma_w=sigma_w, grams=grams)
+        out.append(UntiedSample(seed=seed, width=width, sigma_w=sigma_w, grams=grams))
+        del Z, inj
+    return out
 
 
 def random_tangent_grams(
@@ -232,15 +237,16 @@ def random_tangent_grams(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     budget_bytes: int | None = None,
-) -> Iterator[TangentSample]:
+) -> list[TangentSample]:
     """Empirical tangent-kernel Grams J J^T of random DEQs via monitor.tangent_gram.
 
     One forward and one adjoint solve per seed; only (n, m) and (n, n) matrices are formed,
-    never a per-parameter Jacobian. X (n, d); yields one :class:`TangentSample` per seed.
+    never a per-parameter Jacobian. X (n, d) -> one :class:`TangentSample` per seed.
     """
     Xt = _x(X, dtype, device)
     _check_budget(Xt.shape[0], Xt.shape[1], width, dtype, budget_bytes)
     solver = solver or default_solver(dtype)
+    out = []
     for seed in seeds:
         model = _model(Xt, width, seed, sigma_w, sigma_u, sigma_a, dtype, device)
         Z, mask, fwd = equilibrium(model, Xt, solver)
@@ -250,9 +256,10 @@ def random_tangent_grams(
             V, bwd = adjoint(model, mask, solver)
             if bwd.converged:
                 gram = tangent_gram(model, Xt, Z=Z, mask=mask, V=V).cpu()
-        yield TangentSample(
+        out.append(TangentSample(
             seed=seed, width=width, sigma_w=sigma_w, gram=gram,
             converged=gram is not None, forward_iterations=fwd.iterations,
             adjoint_iterations=bwd.iterations if bwd is not None else 0,
-        )  # fmt: skip
+        ))  # fmt: skip
         del model, Z, mask
+    return out
