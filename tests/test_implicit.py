@@ -130,5 +130,5 @@ def test_optimizer_step_reduces_the_loss():
         loss = loss_fn(deq_output(model, X, forward=TIGHT, backward=TIGHT), y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False))

@@ -347,8 +347,7 @@ def train(
     state = _load_checkpoint(ckpt, rhash, overwrite) if ckpt is not None else None
     if state is not None:
         model.load_state_dict(state["params"])
-        warm.z = None if state["warm_z"] is None else state["warm_z"].to(device)
-        warm.v = None if state["warm_v"] is None else state["warm_v"].to(device)
+        warm.load_state_dict(state["warm"], device)
         power.load_state_dict(state["power"])
         history, step = state["history"], state["step"]
         unconverged, elapsed_before = state["unconverged"], state["elapsed"]
@@ -389,7 +388,7 @@ def train(
             return
         atomic_torch_save({
             "config": run.to_dict(), "config_hash": rhash, "step": step,
-            "params": model.state_dict(), "warm_z": warm.z, "warm_v": warm.v,
+            "params": model.state_dict(), "warm": warm.state_dict(),
             "power": power.state_dict(), "history": history, "unconverged": unconverged,
             "elapsed": elapsed_before + time.perf_counter() - t_start, "calib": calib,
             "rng": {"torch": torch.get_rng_state(),
