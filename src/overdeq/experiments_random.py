@@ -51,9 +51,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "e2": {**_COMMON, "data": ["identity", "gaussian"], "ns": [15, 30, 60], "sigma_w": 0.4,
            "ratios": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32], "seeds": 10, "fraction": 0.5,
            "probability": 0.9},
-    "e3": {**_COMMON, "data": "gaussian", "n": 50, "width": 1000, "seeds": 3,
+    "e3": {**_COMMON, "data": "gaussian", "n": 50, "width": 500, "seeds": 3,
            "sigma_ws": [round(0.1 * k, 1) for k in range(1, 16)], "tol": 1e-8,
-           "max_iter": 2000, "w_norm": "exact"},
+           "max_iter": 1000, "w_norm": "exact"},
     "e10": {**_COMMON, "data": ["identity", "gaussian"], "n": 100, "sigma_a": 1.0,
             "sigma_ws": [round(0.1 * k, 1) for k in range(1, 15)]},
 }
