@@ -5,7 +5,8 @@
 #   snakemake --cores all --configfile config/paper.yaml    paper tier (GPU)
 #   snakemake --cores all figures/fig_loss.pdf              one figure
 #
-# Contents, in pipeline order: data -> training -> aggregation -> figures -> paper.
+# Contents, in pipeline order: data -> random-DEQ analysis -> training -> aggregation ->
+# figures -> paper.
 
 
 from snakemake.utils import min_version
@@ -18,6 +19,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/random_deq.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/paper.smk"

@@ -59,9 +59,24 @@ def raw_root(wildcards, output):
     return str(Path(output[0]).parents[2])
 
 
-def value_files():
-    """The numbers every figure/table script writes for the paper."""
-    return [f"{RES}/values/fig_loss.json"]
+# What the paper needs: each topic's rule file registers its artefacts here (in the order
+# the paper uses them), so the paper rule and `rule all` never list them by hand.
+PAPER_FIGURES = []  # figures/<name>.pdf
+PAPER_TABLES = []  # paper/generated/<name>.tex
+PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
+
+
+def paper_artefact(name, kind="figure"):
+    """Register a figure or table script's outputs for the paper; returns its output paths."""
+    out = {"values": f"{RES}/values/{name}.json"}
+    if kind == "figure":
+        out["figure"] = f"figures/{name}.pdf"
+        PAPER_FIGURES.append(out["figure"])
+    else:
+        out["table"] = f"paper/generated/{name}.tex"
+        PAPER_TABLES.append(out["table"])
+    PAPER_VALUES.append(out["values"])
+    return out
 
 
 def prepared_data(dataset):

@@ -2,13 +2,16 @@
 # numbers the paper quotes as a JSON file of LaTeX macros under results/<tier>/values/.
 
 
+FIG_LOSS = paper_artefact("fig_loss")
+
+
 rule fig_loss:
     input:
         runs=f"{RES}/aggregate/train_runs.csv",
         history=f"{RES}/aggregate/train_history.csv",
     output:
-        figure="figures/fig_loss.pdf",
-        values=f"{RES}/values/fig_loss.json",
+        figure=FIG_LOSS["figure"],
+        values=FIG_LOSS["values"],
     log:
         f"{LOGS}/figures/fig_loss.log",
     benchmark:

@@ -3,7 +3,7 @@
 
 rule paper_values:
     input:
-        value_files(),
+        PAPER_VALUES,
     output:
         "paper/generated/values.tex",
     log:
@@ -21,7 +21,8 @@ rule paper:
         tex="paper/main.tex",
         bib="paper/references.bib",
         values="paper/generated/values.tex",
-        figures=["figures/fig_loss.pdf"],
+        figures=PAPER_FIGURES,
+        tables=PAPER_TABLES,
     output:
         "paper/main.pdf",
     log:

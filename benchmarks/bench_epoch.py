@@ -1,0 +1,154 @@
+"""Time one full-batch GD epoch: paper mode against the released algorithm, same process.
+
+    python benchmarks/bench_epoch.py --n 200 --m 2000                 # 2-core CPU goal
+    python benchmarks/bench_epoch.py --n 1000 --m 19000 --device cuda --precision float32
+
+Three timings per configuration, each the median over ``--epochs`` epochs after warm-up:
+- paper: exact implicit gradient, warm-started Picard (tol 1e-6), calibrated step, and the
+  per-epoch monitoring the trainer does (float64 lambda_min of Z Z^T, power-iteration
+  ||W||_2, solver statistics);
+- released (no logging): biases, Anderson (history 5, ridge 1e-4, global tol 1e-2,
+  25 iterations, cold start), one extra layer application, hook-based backward;
+- released (with logging): the same plus its per-epoch logging -- non-symmetric eig of the
+  (n, n) Gram and a dense eig of the (m, m) matrix (W/sqrt m)^T (W/sqrt m).
+The ratios are released / paper (higher is better for paper mode). Dense eig at large m is
+slow, so ``--logged-epochs`` (default 2) times fewer epochs for that variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+
+import torch
+
+from overdeq.data import DataSpec, load_dataset
+from overdeq.implicit import SolveStats, WarmStart, deq_output, released_output
+from overdeq.model import DEQ
+from overdeq.monitor import PowerNorm, legacy_readouts
+from overdeq.provenance import device_name
+from overdeq.train import LEGACY_SOLVER, _calibrate, _monitor, _set_precision, make_run_config
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_epochs(step, epochs: int, device: torch.device) -> list[float]:
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: int,
+          warmup: int, logged_epochs: int, data: str) -> dict:
+    dev = torch.device(device)
+    dtype = _set_precision(precision)
+    spec = DataSpec(data, n=n, d=d)
+    ds = load_dataset(spec)
+    X, y = ds.tensors(dtype=dtype, device=dev)
+
+    # --- paper mode -------------------------------------------------------------------
+    run = make_run_config(data=spec, width=m, precision=precision, device=device)
+    cfg = run.train
+    model_cfg = replace(run.model, d=ds.d)
+    seeds = {k: run.seeds[k] for k in ("W", "U", "a", "bias")}
+    model = DEQ(model_cfg, seeds=seeds, dtype=dtype, device=dev)
+    twin = DEQ(model_cfg, seeds=seeds, dtype=torch.float64, device=dev)
+    lr = _calibrate(twin, X, y, cfg, 1.0)["calibrated_lr"]
+    del twin
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    init = {k: v.detach().clone() for k, v in model.weight_blocks().items()}
+    warm, power = WarmStart(), PowerNorm(m, iters=cfg.power_iters)
+    iters = {"fwd": [], "bwd": []}
+
+    def paper_step() -> None:
+        stats = SolveStats()
+        out = deq_output(model, X, forward=cfg.forward, backward=cfg.backward, warm=warm,
+                         stats=stats)
+        loss = 0.5 * ((out - y) ** 2).sum()
+        _monitor(model, stats, init, power, float(loss.detach()), 0, False, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        iters["fwd"].append(stats.forward.iterations)
+        iters["bwd"].append(stats.backward.iterations)
+
+    _time_epochs(paper_step, warmup, dev)
+    iters = {"fwd": [], "bwd": []}
+    paper = _time_epochs(paper_step, epochs, dev)
+    paper_iters = (statistics.mean(iters["fwd"]), statistics.mean(iters["bwd"]))
+
+    # --- released algorithm -----------------------------------------------------------
+    legacy = DEQ(replace(model_cfg, biases=True), seeds=seeds, dtype=dtype, device=dev)
+    lopt = torch.optim.SGD(legacy.parameters(), lr=1e-6)
+    liters = {"fwd": [], "bwd": []}
+
+    def released_step(logging: bool) -> None:
+        stats = SolveStats()
+        out = released_output(legacy, X, forward=LEGACY_SOLVER, backward=LEGACY_SOLVER,
+                              stats=stats)
+        loss = ((out - y) ** 2).sum()
+        lopt.zero_grad(set_to_none=True)
+        loss.backward()
+        lopt.step()
+        liters["fwd"].append(stats.forward.iterations)
+        liters["bwd"].append(stats.backward.iterations)
+        if logging:
+            legacy_readouts(stats.z, legacy.W, m)
+
+    _time_epochs(lambda: released_step(False), warmup, dev)
+    liters = {"fwd": [], "bwd": []}
+    released = _time_epochs(lambda: released_step(False), epochs, dev)
+    rel_iters = (statistics.mean(liters["fwd"]), statistics.mean(liters["bwd"]))
+    logged = _time_epochs(lambda: released_step(True), logged_epochs, dev)
+
+    p, r, rl = (statistics.median(t) for t in (paper, released, logged))
+    return {"n": n, "m": m, "precision": precision, "device": device_name(dev),
+            "threads": torch.get_num_threads(), "paper_s": p, "released_s": r,
+            "released_logged_s": rl, "ratio_no_logging": r / p, "ratio_logged": rl / p,
+            "paper_iters": paper_iters, "released_iters": rel_iters}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[200])
+    ap.add_argument("--m", type=int, nargs="+", default=[2000])
+    ap.add_argument("--d", type=int, default=None, help="input dimension (default: n)")
+    ap.add_argument("--data", default="identity", choices=["identity", "gaussian"])
+    ap.add_argument("--precision", nargs="+", default=["float32"],
+                    choices=["float32", "tf32", "float64"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--logged-epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [bench(n, m, args.d, prec, args.device, args.epochs, args.warmup,
+                  args.logged_epochs, args.data)
+            for n in args.n for m in args.m for prec in args.precision]
+    print(f"device: {rows[0]['device']}, torch {torch.__version__}, threads {rows[0]['threads']}")
+    head = (f"{'n':>5} {'m':>6} {'precision':>9} {'paper ms':>9} {'released ms':>11} "
+            f"{'+logging ms':>11} {'x (no log)':>10} {'x (log)':>8} {'iters fwd/bwd':>14} "
+            f"{'released it':>12}")
+    print(head)
+    for r in rows:
+        print(f"{r['n']:>5} {r['m']:>6} {r['precision']:>9} {1e3 * r['paper_s']:>9.1f} "
+              f"{1e3 * r['released_s']:>11.1f} {1e3 * r['released_logged_s']:>11.1f} "
+              f"{r['ratio_no_logging']:>10.2f} {r['ratio_logged']:>8.1f} "
+              f"{r['paper_iters'][0]:>6.1f}/{r['paper_iters'][1]:<6.1f} "
+              f"{r['released_iters'][0]:>5.1f}/{r['released_iters'][1]:<5.1f}")
+
+
+if __name__ == "__main__":
+    main()
