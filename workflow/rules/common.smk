@@ -66,6 +66,11 @@ PAPER_TABLES = []  # paper/generated/<name>.tex
 PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
 
 
+def paper_sections():
+    """The hand-written LaTeX the paper inputs (paper/sections/*.tex)."""
+    return sorted(str(p) for p in Path("paper/sections").glob("*.tex"))
+
+
 def paper_artefact(name, kind="figure"):
     """Register a figure or table script's outputs for the paper; returns its output paths."""
     out = {"values": f"{RES}/values/{name}.json"}

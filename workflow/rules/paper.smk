@@ -19,6 +19,7 @@ rule paper_values:
 rule paper:
     input:
         tex="paper/main.tex",
+        sections=paper_sections(),
         bib="paper/references.bib",
         values="paper/generated/values.tex",
         figures=PAPER_FIGURES,
