@@ -6,7 +6,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .io import read_csv, read_json, write_csv
+from .theory import predicted_losses, rate_bounds
+from .train import FLOORS, fit_rate
 
 __all__ = ["run_row", "collect_runs", "stack_histories", "aggregate_runs", "RUN_COLUMNS"]
 
@@ -17,6 +21,8 @@ RUN_COLUMNS = [
     "max_lipschitz", "theta0_lambda_max", "theta0_lambda_min", "mean_fwd_iters",
     "mean_bwd_iters", "final_move_W", "final_move_U", "final_move_a", "wall_time_s",
     "peak_memory_mb", "device", "precision", "git_commit", "config_hash",
+    "predicted_rate", "predicted_final_loss", "rate_bound_theta", "rate_bound_lambda0",
+    "max_readout_error", "readout_was_min",
 ]
 
 
@@ -41,7 +47,34 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
         git_commit=(prov.get("git") or {}).get("commit"),
         config_hash=s.get("config_hash"),
     )
+    row.update(_predictions(run_dir, s))
+    row.update(_readout_errors(run_dir))
     return row
+
+
+def _predictions(run_dir: Path, s: dict[str, Any]) -> dict[str, Any]:
+    """E6: the tangent-kernel prediction of the loss curve at the logged steps."""
+    spectrum = run_dir / "spectrum.npz"
+    if not spectrum.is_file() or s.get("status") != "finished":
+        return {}
+    loss_factor = 1.0 if s["config"]["train"]["loss"] == "half_sse" else 2.0
+    steps = np.array([float(r["step"]) for r in read_csv(run_dir / "history.csv")])
+    with np.load(spectrum) as z:
+        evals, coeffs = z["evals"], z["coeffs"]
+    pred = predicted_losses(evals, coeffs, s["lr"], steps, loss_factor)
+    rate, _, _ = fit_rate(steps, pred, FLOORS[s["config"]["train"]["precision"]])
+    return {"predicted_rate": rate, "predicted_final_loss": float(pred[-1]),
+            **rate_bounds(s["lr"], s["theta0_lambda_min"], s["lambda_0"], loss_factor)}
+
+
+def _readout_errors(run_dir: Path) -> dict[str, Any]:
+    """E7: the released readout of lambda_min against the true smallest eigenvalue."""
+    hist = [r for r in read_csv(run_dir / "history.csv") if r.get("lambda_min_legacy")]
+    if not hist:
+        return {}
+    errs = [abs(float(r["lambda_min_legacy"]) - float(r["lambda_min"])) / float(r["lambda_min"])
+            for r in hist]
+    return {"max_readout_error": max(errs), "readout_was_min": int(max(errs) < 1e-6)}
 
 
 def collect_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:

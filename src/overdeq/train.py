@@ -41,7 +41,7 @@ from .provenance import config_hash, provenance
 from .solvers import SolverConfig
 
 __all__ = ["TrainConfig", "RunConfig", "MODES", "PRECISIONS", "LOSSES", "GRADIENTS",
-           "make_run_config", "train", "fit_rate", "derive_seed", "RunResult", "ConfigError"]
+           "make_run_config", "train", "fit_rate", "FLOORS", "derive_seed", "RunResult", "ConfigError"]
 
 MODES = ("paper", "legacy")
 PRECISIONS = ("float32", "tf32", "float64")
@@ -52,6 +52,9 @@ HISTORY_COLUMNS = [
     "bwd_iters", "fwd_residual", "bwd_residual", "fwd_converged", "bwd_converged",
     "move_W", "move_U", "move_a", "lambda_min_legacy", "w_norm_legacy",
 ]
+
+
+CHECKPOINT_FORMAT = 2  # bump when the checkpoint's contents change
 
 
 class ConfigError(ValueError):
@@ -212,21 +215,28 @@ def _set_precision(precision: str) -> torch.dtype:
     return torch.float64 if precision == "float64" else torch.float32
 
 
-def fit_rate(steps: np.ndarray, losses: np.ndarray) -> tuple[float, float, int]:
+# Below this fraction of the initial loss, round-off flattens the curve (float32 equilibria
+# are accurate to ~1e-7, so the loss floors near 1e-12 of its initial value).
+FLOORS = {"float64": 1e-20, "float32": 1e-9, "tf32": 1e-5}
+
+
+def fit_rate(steps: np.ndarray, losses: np.ndarray, floor: float = 1e-9
+             ) -> tuple[float, float, int]:
     """Per-step linear convergence factor of the loss over its geometric phase.
 
     The phase starts once the loss is below half its initial value (past the transient of
-    the fast modes) and ends where it reaches 1e-12 of the initial value (the float floor).
-    Returns (rate, R^2 of the log-linear fit, number of points); NaN if under 3 points.
+    the fast modes) and ends where it reaches ``floor`` times the initial value (round-off;
+    see FLOORS). Returns (rate, R^2 of the log-linear fit, number of points); NaN if fewer
+    than 3 points.
     """
     steps, losses = np.asarray(steps, float), np.asarray(losses, float)
     ok = np.isfinite(losses) & (losses > 0)
     steps, losses = steps[ok], losses[ok]
     if len(losses) < 3:
         return math.nan, math.nan, len(losses)
-    phase = (losses <= 0.5 * losses[0]) & (losses >= 1e-12 * losses[0])
+    phase = (losses <= 0.5 * losses[0]) & (losses >= floor * losses[0])
     if phase.sum() < 3:
-        phase = losses >= 1e-12 * losses[0]
+        phase = losses >= floor * losses[0]
     if phase.sum() < 3:
         return math.nan, math.nan, int(phase.sum())
     t, logl = steps[phase], np.log(losses[phase])
@@ -387,7 +397,8 @@ def train(
         if ckpt is None:
             return
         atomic_torch_save({
-            "config": run.to_dict(), "config_hash": rhash, "step": step,
+            "format": CHECKPOINT_FORMAT, "config": run.to_dict(), "config_hash": rhash,
+            "step": step,
             "params": model.state_dict(), "warm": warm.state_dict(),
             "power": power.state_dict(), "history": history, "unconverged": unconverged,
             "elapsed": elapsed_before + time.perf_counter() - t_start, "calib": calib,
@@ -497,7 +508,7 @@ def _summarise(run: RunConfig, history: list[dict], status: str, reason: str, st
     wn = np.array([r["w_norm"] for r in history], float)
     lip = np.array([r["lipschitz"] for r in history], float)
     exact = [r["w_norm_exact"] for r in history if r.get("w_norm_exact") is not None]
-    rate, r2, npts = fit_rate(steps, losses)
+    rate, r2, npts = fit_rate(steps, losses, FLOORS[run.train.precision])
     finite = lambda a: float(np.nanmax(a)) if len(a) and np.isfinite(a).any() else math.nan  # noqa: E731
     return {
         "status": status,
@@ -567,6 +578,14 @@ def _load_checkpoint(ckpt: Path, rhash: str, overwrite: bool) -> dict | None:
     if not ckpt.is_file():
         return None
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        if not overwrite:
+            raise ConfigError(
+                f"{ckpt} was written by another version of overdeq (checkpoint format "
+                f"{state.get('format')}, this version reads {CHECKPOINT_FORMAT}). Pass "
+                "--overwrite to start over there, or use another --out."
+            )
+        return None
     if state.get("config_hash") != rhash:
         if not overwrite:
             raise ConfigError(

@@ -47,7 +47,7 @@ _TRAIN_FLAGS = {
     "loss": "--loss",
     "gradient": "--gradient",
 }
-_TRAIN_SWITCHES = {
+_TRAIN_SWITCHES = {  # booleans: --flag / --no-flag
     "biases": "--biases",
     "warm_start": "--warm-start",
     "legacy_readouts": "--legacy-readouts",
@@ -107,13 +107,26 @@ def train_data(wildcards):
     return prepared_data(wildcards.dataset)
 
 
+def per_dataset(value, dataset, key, setting):
+    """A setting value that may be given per data set ({data set: value})."""
+    if not isinstance(value, dict):
+        return value
+    if dataset not in value:
+        raise ValueError(
+            f"training.settings.{setting}.{key} has no value for data set {dataset!r}; "
+            f"add one (it has {sorted(value)})"
+        )
+    return value[dataset]
+
+
 def train_args(wildcards):
     """The `overdeq train` flags of one grid point (every knob reaches the job as a param)."""
     setting = TRAINING["settings"][wildcards.setting]
     n = TRAINING["datasets"][wildcards.dataset]["n"]
+    width = int(wildcards.width)
     args = [
         f"--n {n}",
-        f"--width {wildcards.width}",
+        f"--width {width}",
         f"--seed {wildcards.seed}",
         f"--data-seed {DATA_SEED}",
         f"--log-every {TRAINING['log_every']}",
@@ -123,26 +136,52 @@ def train_args(wildcards):
         f"--tag dataset={wildcards.dataset}",
         f"--tag setting={wildcards.setting}",
     ]
-    for key, value in setting.items():
-        if key in _TRAIN_FLAGS:
+    for key, raw in setting.items():
+        value = per_dataset(raw, wildcards.dataset, key, wildcards.setting)
+        if key == "width_scale_ratio":
+            args.append(f"--width-scale {max(1, round(width / value))}")
+        elif key in _TRAIN_FLAGS:
             args.append(f"{_TRAIN_FLAGS[key]} {value}")
+        elif key == "allow_expansive":
+            args.append("--allow-expansive" if value else "")
         elif key in _TRAIN_SWITCHES:
             flag = _TRAIN_SWITCHES[key]
             if value:
                 args.append(flag)
             elif key != "legacy_readouts":
                 args.append(f"--no-{flag[2:]}")
-    return " ".join(args)
+    return " ".join(a for a in args if a)
+
+
+def train_grid():
+    """(data set, setting, width, seed) of every run, each once, in a stable order."""
+    points = []
+    for name, grid in TRAINING["grids"].items():
+        for dataset in grid["datasets"]:
+            if dataset not in TRAINING["datasets"]:
+                raise ValueError(
+                    f"training.grids.{name} uses data set {dataset!r}, which is not in "
+                    f"training.datasets ({sorted(TRAINING['datasets'])})"
+                )
+            for setting in grid["settings"]:
+                if setting not in TRAINING["settings"]:
+                    raise ValueError(
+                        f"training.grids.{name} uses setting {setting!r}, which is not in "
+                        f"training.settings ({sorted(TRAINING['settings'])})"
+                    )
+                for width in grid["widths"]:
+                    for seed in grid["seeds"]:
+                        point = (dataset, setting, width, seed)
+                        if point not in points:
+                            points.append(point)
+    return points
 
 
 def train_run_dirs():
-    """Every run directory of the training grid."""
+    """Every run directory of the training grids."""
     return [
         f"{RES}/train/{dataset}/{setting}/m{width}/seed{seed}"
-        for dataset in TRAINING["datasets"]
-        for setting in TRAINING["settings"]
-        for width in TRAINING["widths"]
-        for seed in TRAINING["seeds"]
+        for dataset, setting, width, seed in train_grid()
     ]
 
 
