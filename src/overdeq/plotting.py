@@ -16,7 +16,25 @@ from typing import Any
 from .io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["use_style", "save_figure", "write_values", "read_values", "latex_number",
-           "values_to_latex", "PALETTE"]
+           "values_to_latex", "latex_table", "PALETTE", "DATASET_LABELS", "macro_name"]
+
+DATASET_LABELS = {
+    "identity": "identity rows",
+    "gaussian": "Gaussian unit vectors",
+    "digits": "digits 0/1 (8x8)",
+    "mnist": "MNIST 0/1",
+    "cifar10": "CIFAR-10 0/1 (gray)",
+}
+
+
+def macro_name(*parts: str) -> str:
+    """CamelCase letters-only macro name from parts ('tab', 'cifar10' -> 'tabCifar')."""
+    words = []
+    for part in parts:
+        letters = "".join(ch for ch in str(part).replace("_", " ").title() if ch.isalpha())
+        words.append(letters)
+    name = "".join(words)
+    return name[:1].lower() + name[1:]
 
 PALETTE = "colorblind"
 _RC = {
@@ -96,4 +114,16 @@ def values_to_latex(groups: dict[str, dict[str, str]]) -> str:
                 raise ValueError(f"macro \\{name} defined by both {seen[name]} and {source}")
             seen[name] = source
             lines.append(f"\\newcommand{{\\{name}}}{{{groups[source][name]}}}")
+    return "\n".join(lines) + "\n"
+
+
+def latex_table(columns: list[str], rows: list[list[str]], *, align: str | None = None,
+                caption_comment: str = "") -> str:
+    """A booktabs tabular (no float: the paper wraps it) from already-formatted cells."""
+    align = align or "l" * len(columns)
+    lines = [f"% {caption_comment}" if caption_comment else "% generated table",
+             rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ DATA_ROOT = config["data_root"]
 ENV_PY = "../envs/overdeq.yaml"
 ENV_LATEX = "../envs/latex.yaml"
 TRAINING = config["training"]
+ABLATIONS = config["ablations"]
 COMPUTE = config["compute"]
 GPUS_PER_JOB = 0 if COMPUTE["device"] == "cpu" else 1
 DATA_SEED = 0  # inputs and labels are fixed across model seeds and widths
@@ -101,6 +102,17 @@ def prepare_args(wildcards):
     if "d" in spec:
         args.append(f"--d {spec['d']}")
     return " ".join(args)
+
+
+def gradient_error_data():
+    """The prepared data set of the E7 gradient-error job (must be a training data set)."""
+    dataset = ABLATIONS["gradient_error"]["dataset"]
+    if dataset not in TRAINING["datasets"]:
+        raise ValueError(
+            f"ablations.gradient_error.dataset {dataset!r} must be one of training.datasets "
+            f"({sorted(TRAINING['datasets'])})"
+        )
+    return prepared_data(dataset)
 
 
 def train_data(wildcards):

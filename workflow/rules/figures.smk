@@ -3,6 +3,10 @@
 
 
 FIG_LOSS = paper_artefact("fig_loss")
+TAB_TRAINING = paper_artefact("tab_training", kind="table")
+FIG_INVARIANTS = paper_artefact("fig_invariants")
+FIG_RATE = paper_artefact("fig_rate")
+FIG_ABLATIONS = paper_artefact("fig_ablations")
 
 
 rule fig_loss:
@@ -17,8 +21,78 @@ rule fig_loss:
     benchmark:
         f"{BENCH}/figures/fig_loss.tsv"
     params:
-        tier=TIER,
+        settings=list(TRAINING["grids"]["main"]["settings"]),
     conda:
         ENV_PY
     script:
         "../../scripts/fig_loss.py"
+
+
+rule tab_training:
+    input:
+        runs=f"{RES}/aggregate/train_runs.csv",
+    output:
+        table=TAB_TRAINING["table"],
+        values=TAB_TRAINING["values"],
+    log:
+        f"{LOGS}/figures/tab_training.log",
+    benchmark:
+        f"{BENCH}/figures/tab_training.tsv"
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/tab_training.py"
+
+
+rule fig_invariants:
+    input:
+        runs=f"{RES}/aggregate/train_runs.csv",
+        history=f"{RES}/aggregate/train_history.csv",
+    output:
+        figure=FIG_INVARIANTS["figure"],
+        values=FIG_INVARIANTS["values"],
+    log:
+        f"{LOGS}/figures/fig_invariants.log",
+    benchmark:
+        f"{BENCH}/figures/fig_invariants.tsv"
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/fig_invariants.py"
+
+
+rule fig_rate:
+    input:
+        runs=f"{RES}/aggregate/train_runs.csv",
+    output:
+        figure=FIG_RATE["figure"],
+        values=FIG_RATE["values"],
+    log:
+        f"{LOGS}/figures/fig_rate.log",
+    benchmark:
+        f"{BENCH}/figures/fig_rate.tsv"
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/fig_rate.py"
+
+
+rule fig_ablations:
+    input:
+        runs=f"{RES}/aggregate/train_runs.csv",
+        history=f"{RES}/aggregate/train_history.csv",
+        gradient_error=f"{RES}/ablations/gradient_error.csv",
+    output:
+        figure=FIG_ABLATIONS["figure"],
+        values=FIG_ABLATIONS["values"],
+    log:
+        f"{LOGS}/figures/fig_ablations.log",
+    benchmark:
+        f"{BENCH}/figures/fig_ablations.tsv"
+    params:
+        dataset=ABLATIONS["gradient_error"]["dataset"],
+        width=ABLATIONS["gradient_error"]["width"],
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/fig_ablations.py"

@@ -38,3 +38,25 @@ rule aggregate_training:
     shell:
         "overdeq aggregate {input.summaries} --out-runs {output.runs}"
         " --out-history {output.history} > {log} 2>&1"
+
+
+rule gradient_error:
+    input:
+        data=gradient_error_data(),
+    output:
+        f"{RES}/ablations/gradient_error.csv",
+    log:
+        f"{LOGS}/ablations/gradient_error.log",
+    benchmark:
+        f"{BENCH}/ablations/gradient_error.tsv"
+    params:
+        width=ABLATIONS["gradient_error"]["width"],
+        seed=ABLATIONS["gradient_error"]["seed"],
+        tols=" ".join(str(t) for t in ABLATIONS["gradient_error"]["tols"]),
+    threads: COMPUTE["threads"]
+    conda:
+        ENV_PY
+    shell:
+        "overdeq gradient-error --data-file {input.data} --width {params.width}"
+        " --seed {params.seed} --tols {params.tols} --threads {threads} --out {output}"
+        " > {log} 2>&1"
