@@ -1,2 +1,206 @@
 # Random-DEQ analysis (E1, E2, E3, E10): infinite-width kernels against finite-width random
 # DEQs and weight-untied networks. Jobs call `overdeq random-deq`; scripts draw and tabulate.
+#
+#   results/<tier>/random_deq/eX/rows.csv      one row per measurement    (rule random_deq_eX)
+#   results/<tier>/random_deq/eX/summary.csv   slopes, probabilities, ... (rule random_deq_eX)
+#   figures/fig_*.pdf, paper/generated/tab_kernels.tex                    (rule of that name)
+import json
+
+
+RANDOM_DEQ = config["random_deq"]
+RANDOM_DEQ_DIR = f"{RES}/random_deq"
+RANDOM_DEQ_GPUS = 0 if RANDOM_DEQ["device"] == "cpu" else 1
+RANDOM_DEQ_EXPERIMENTS = ("e1", "e2", "e3", "e10")
+# each experiment's parameters, as the JSON object `overdeq random-deq` reads
+RANDOM_DEQ_JSON = {
+    exp: json.dumps(RANDOM_DEQ[exp], sort_keys=True, separators=(",", ":"))
+    for exp in RANDOM_DEQ_EXPERIMENTS
+}
+# the raw downloads its data sets need (none for synthetic data and the bundled digits)
+RANDOM_DEQ_RAW = {
+    exp: [
+        path
+        for name in ([data] if isinstance(data, str) else data)
+        for path in RAW_FILES.get(name, [])
+    ]
+    for exp, data in ((e, RANDOM_DEQ[e]["data"]) for e in RANDOM_DEQ_EXPERIMENTS)
+}
+
+
+FIG_KERNEL_LIMIT = paper_artefact("fig_kernel_limit")
+FIG_INIT_CONDITION = paper_artefact("fig_init_condition")
+FIG_WELLPOSED = paper_artefact("fig_wellposed")
+TAB_KERNELS = paper_artefact("tab_kernels", kind="table")
+
+
+rule random_deq_e1:
+    input:
+        raw=RANDOM_DEQ_RAW["e1"],
+    output:
+        rows=f"{RANDOM_DEQ_DIR}/e1/rows.csv",
+        summary=f"{RANDOM_DEQ_DIR}/e1/summary.csv",
+        meta=f"{RANDOM_DEQ_DIR}/e1/meta.json",
+    log:
+        f"{LOGS}/random_deq/e1.log",
+    benchmark:
+        f"{BENCH}/random_deq/e1.tsv"
+    params:
+        json=RANDOM_DEQ_JSON["e1"],
+        device=RANDOM_DEQ["device"],
+    threads: COMPUTE["threads"]
+    resources:
+        gpu=RANDOM_DEQ_GPUS,
+    conda:
+        ENV_PY
+    shell:
+        "overdeq random-deq e1 --params-json '{params.json}' --device {params.device}"
+        " --out {output.rows} --summary {output.summary} --meta {output.meta}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule random_deq_e2:
+    input:
+        raw=RANDOM_DEQ_RAW["e2"],
+    output:
+        rows=f"{RANDOM_DEQ_DIR}/e2/rows.csv",
+        summary=f"{RANDOM_DEQ_DIR}/e2/summary.csv",
+        meta=f"{RANDOM_DEQ_DIR}/e2/meta.json",
+    log:
+        f"{LOGS}/random_deq/e2.log",
+    benchmark:
+        f"{BENCH}/random_deq/e2.tsv"
+    params:
+        json=RANDOM_DEQ_JSON["e2"],
+        device=RANDOM_DEQ["device"],
+    threads: COMPUTE["threads"]
+    resources:
+        gpu=RANDOM_DEQ_GPUS,
+    conda:
+        ENV_PY
+    shell:
+        "overdeq random-deq e2 --params-json '{params.json}' --device {params.device}"
+        " --out {output.rows} --summary {output.summary} --meta {output.meta}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule random_deq_e3:
+    input:
+        raw=RANDOM_DEQ_RAW["e3"],
+    output:
+        rows=f"{RANDOM_DEQ_DIR}/e3/rows.csv",
+        summary=f"{RANDOM_DEQ_DIR}/e3/summary.csv",
+        meta=f"{RANDOM_DEQ_DIR}/e3/meta.json",
+    log:
+        f"{LOGS}/random_deq/e3.log",
+    benchmark:
+        f"{BENCH}/random_deq/e3.tsv"
+    params:
+        json=RANDOM_DEQ_JSON["e3"],
+        device=RANDOM_DEQ["device"],
+    threads: COMPUTE["threads"]
+    resources:
+        gpu=RANDOM_DEQ_GPUS,
+    conda:
+        ENV_PY
+    shell:
+        "overdeq random-deq e3 --params-json '{params.json}' --device {params.device}"
+        " --out {output.rows} --summary {output.summary} --meta {output.meta}"
+        " --threads {threads} > {log} 2>&1"
+
+
+# E10 computes kernels only (no m x m weights): it runs on the CPU and has no summary, its
+# rows are the table.
+rule random_deq_e10:
+    input:
+        raw=RANDOM_DEQ_RAW["e10"],
+    output:
+        rows=f"{RANDOM_DEQ_DIR}/e10/rows.csv",
+        meta=f"{RANDOM_DEQ_DIR}/e10/meta.json",
+    log:
+        f"{LOGS}/random_deq/e10.log",
+    benchmark:
+        f"{BENCH}/random_deq/e10.tsv"
+    params:
+        json=RANDOM_DEQ_JSON["e10"],
+    threads: COMPUTE["threads"]
+    conda:
+        ENV_PY
+    shell:
+        "overdeq random-deq e10 --params-json '{params.json}' --device cpu"
+        " --out {output.rows} --meta {output.meta} --threads {threads} > {log} 2>&1"
+
+
+rule fig_kernel_limit:
+    input:
+        rows=rules.random_deq_e1.output.rows,
+        summary=rules.random_deq_e1.output.summary,
+    output:
+        figure=FIG_KERNEL_LIMIT["figure"],
+        values=FIG_KERNEL_LIMIT["values"],
+    log:
+        f"{LOGS}/figures/fig_kernel_limit.log",
+    benchmark:
+        f"{BENCH}/figures/fig_kernel_limit.tsv"
+    params:
+        tier=TIER,
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/fig_kernel_limit.py"
+
+
+rule fig_init_condition:
+    input:
+        rows=rules.random_deq_e2.output.rows,
+        summary=rules.random_deq_e2.output.summary,
+    output:
+        figure=FIG_INIT_CONDITION["figure"],
+        values=FIG_INIT_CONDITION["values"],
+    log:
+        f"{LOGS}/figures/fig_init_condition.log",
+    benchmark:
+        f"{BENCH}/figures/fig_init_condition.tsv"
+    params:
+        tier=TIER,
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/fig_init_condition.py"
+
+
+rule fig_wellposed:
+    input:
+        rows=rules.random_deq_e3.output.rows,
+        summary=rules.random_deq_e3.output.summary,
+        meta=rules.random_deq_e3.output.meta,
+    output:
+        figure=FIG_WELLPOSED["figure"],
+        values=FIG_WELLPOSED["values"],
+    log:
+        f"{LOGS}/figures/fig_wellposed.log",
+    benchmark:
+        f"{BENCH}/figures/fig_wellposed.tsv"
+    params:
+        tier=TIER,
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/fig_wellposed.py"
+
+
+rule tab_kernels:
+    input:
+        rows=rules.random_deq_e10.output.rows,
+    output:
+        table=TAB_KERNELS["table"],
+        values=TAB_KERNELS["values"],
+    log:
+        f"{LOGS}/figures/tab_kernels.log",
+    benchmark:
+        f"{BENCH}/figures/tab_kernels.tsv"
+    params:
+        tier=TIER,
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/tab_kernels.py"

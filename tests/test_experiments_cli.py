@@ -1,0 +1,158 @@
+"""``overdeq random-deq``: tiny grids write their tables; bad parameters fail early (exit 2)
+with a message naming the key and what is allowed; the CLI, the library and the workflow's
+schema agree on keys and allowed values."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from overdeq import experiments_cli as C
+from overdeq import experiments_random as E
+from overdeq.cli import main
+from overdeq.data import DATASETS
+from overdeq.random_deq import W_NORMS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(args, capsys):
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def read(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+TINY = {
+    "e1": {"data": "gaussian", "n": 6, "d": 4, "widths": [60, 240], "seeds": 2,
+           "untied_widths": [60], "max_depth": 3},
+    "e2": {"data": "identity", "ns": [5], "ratios": [0.6, 40], "seeds": 3},
+    "e3": {"n": 6, "width": 60, "seeds": 2, "sigma_ws": [0.3, 1.6], "max_iter": 100},
+    "e10": {"n": 5, "sigma_ws": [0.2, 0.4]},
+}
+
+
+def test_e1_writes_rows_summary_and_meta(tmp_path, capsys):
+    out, summary, meta = tmp_path / "rows.csv", tmp_path / "summary.csv", tmp_path / "meta.json"
+    code, err = run(["random-deq", "e1", "--params-json", json.dumps(TINY["e1"]), "--out",
+                     str(out), "--summary", str(summary), "--meta", str(meta), "--threads", "1"],
+                    capsys)
+    assert code == 0, err
+    rows = read(out)
+    assert len(rows) == 2 * 2 + 2 * 3 * 2  # DEQ: widths x seeds; untied: seeds x depths x refs
+    slopes = {r["metric"]: float(r["slope"]) for r in read(summary)}
+    assert set(slopes) == {"err_max", "err_rms", "err_lambda"}
+    assert all(s < 0 for s in slopes.values())  # the error shrinks with the width
+    info = json.loads(meta.read_text())
+    assert info["params"]["widths"] == [60, 240] and info["params"]["sigma_w"] == 0.4
+    assert info["rows"] == len(rows) and "git" in info
+
+
+def test_e2_summary_has_probabilities_and_the_threshold_fit(tmp_path, capsys):
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps(TINY["e2"]))
+    out, summary = tmp_path / "rows.csv", tmp_path / "summary.csv"
+    code, err = run(["random-deq", "e2", "--params", str(params), "--out", str(out),
+                     "--summary", str(summary)], capsys)
+    assert code == 0, err
+    assert len(read(out)) == 2 * 3
+    cells = read(summary)
+    assert [float(c["probability"]) for c in cells] == [0.0, 1.0]  # m < n is rank deficient
+    assert {float(c["ratio_star"]) for c in cells} == {40.0}
+    assert all(float(c["threshold_probability"]) == 0.9 for c in cells)
+    assert all(math.isnan(float(c["exponent"])) for c in cells)  # one n: no fit
+
+
+def test_e3_summary_separates_convergent_and_divergent(tmp_path, capsys):
+    out, summary = tmp_path / "rows.csv", tmp_path / "summary.csv"
+    code, err = run(["random-deq", "e3", "--params-json", json.dumps(TINY["e3"]), "--out",
+                     str(out), "--summary", str(summary), "--device", "cpu"], capsys)
+    assert code == 0, err
+    by_sigma = {float(r["sigma_w"]): r for r in read(summary)}
+    assert float(by_sigma[0.3]["converged_fraction"]) == 1.0
+    assert float(by_sigma[1.6]["converged_fraction"]) == 0.0
+    assert by_sigma[1.6]["regime"] == "divergent"
+
+
+def test_e10_rows_and_no_summary(tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    code, err = run(["random-deq", "e10", "--params-json", json.dumps(TINY["e10"]), "--out",
+                     str(out)], capsys)
+    assert code == 0, err
+    rows = read(out)
+    assert len(rows) == 2 * 2  # identity and Gaussian x two sigma_w
+    assert all(float(r["lambda_Theta"]) >= float(r["lambda_K"]) > 0 for r in rows)
+    code, err = run(["random-deq", "e10", "--out", str(out), "--summary",
+                     str(tmp_path / "s.csv")], capsys)
+    assert code == 2 and "--summary" in err
+
+
+@pytest.mark.parametrize("experiment, params, key, allowed", [
+    ("e1", {"widths": [0, 10]}, "widths", "integer >= 1"),
+    ("e1", {"data": "imagenet"}, "data", "'mnist'"),
+    ("e1", {"sigma_w": 1.5}, "sigma_w", "sqrt(2)"),
+    ("e1", {"seeds": True}, "seeds", "count >= 1"),
+    ("e1", {"width": 10}, "width", "untied_widths"),  # unknown key: lists the valid ones
+    ("e2", {"fraction": 0}, "fraction", "<= 1"),
+    ("e2", {"ratios": []}, "ratios", "non-empty list"),
+    ("e3", {"w_norm": "svd"}, "w_norm", "'power'"),
+    ("e3", {"data": ["identity"]}, "data", "one of"),
+    ("e10", {"dtype": "half"}, "dtype", "'float32'"),
+    ("e10", {"sigma_ws": [0.4, 2.0]}, "sigma_ws", "sqrt(2)"),
+])
+def test_bad_params_name_the_key_and_what_is_allowed(experiment, params, key, allowed,
+                                                     tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    code, err = run(["random-deq", experiment, "--params-json", json.dumps(params),
+                     "--out", str(out)], capsys)
+    assert code == 2
+    assert repr(key) in err and allowed in err
+    assert not out.exists()  # failed before any work
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--params-json", "{\"n\": 5"], "not valid JSON"),
+    (["--params-json", "[1, 2]"], "JSON object"),
+    (["--device", "gpu"], "--device"),
+    (["--threads", "0"], "--threads"),
+])
+def test_bad_flags_exit_2(args, fragment, tmp_path, capsys):
+    code, err = run(["random-deq", "e10", *args, "--out", str(tmp_path / "r.csv")], capsys)
+    assert code == 2 and fragment in err
+
+
+def test_cli_checks_cover_exactly_the_library_parameters():
+    for exp in C.EXPERIMENTS:
+        assert set(C.CHECKS[exp]) == set(E.DEFAULTS[exp]), exp
+        C.check_params(exp, {k: v for k, v in E.DEFAULTS[exp].items()})  # defaults pass
+
+
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml"])
+def test_workflow_config_passes_the_cli_checks(configfile):
+    section = yaml.safe_load((ROOT / configfile).read_text())["random_deq"]
+    assert set(section) == {"device", *C.EXPERIMENTS}
+    for exp in C.EXPERIMENTS:
+        assert set(section[exp]) == set(E.DEFAULTS[exp]) - {"device"}, exp  # all keys explicit
+        C.check_params(exp, {**section[exp], "device": section["device"]})
+
+
+def test_schema_enums_match_the_library():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    rd = schema["properties"]["random_deq"]
+    assert rd["$defs"]["dataset"]["enum"] == list(DATASETS)
+    assert rd["$defs"]["dtype"]["enum"] == list(C.DTYPES)
+    assert rd["properties"]["e3"]["properties"]["w_norm"]["enum"] == list(W_NORMS)
+    assert rd["$defs"]["kernel_sigma_w"]["exclusiveMaximum"] == math.sqrt(2)
+    for exp in C.EXPERIMENTS:
+        assert set(rd["properties"][exp]["properties"]) == set(E.DEFAULTS[exp]) - {"device"}
