@@ -23,8 +23,10 @@ include: "workflow/rules/random_deq.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/cluster.smk"
 
 
 rule all:
     input:
         "paper/main.pdf",
+        f"{RES}/verify.json",

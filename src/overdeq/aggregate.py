@@ -21,7 +21,8 @@ RUN_COLUMNS = [
     "max_lipschitz", "theta0_lambda_max", "theta0_lambda_min", "mean_fwd_iters",
     "mean_bwd_iters", "final_move_W", "final_move_U", "final_move_a", "wall_time_s",
     "peak_memory_mb", "device", "precision", "git_commit", "config_hash",
-    "predicted_rate", "predicted_final_loss", "rate_bound_theta", "rate_bound_lambda0",
+    "predicted_rate", "rate_exponent_error", "predicted_final_loss", "rate_bound_theta",
+    "rate_bound_lambda0",
     "max_readout_error", "readout_was_min",
 ]
 
@@ -63,7 +64,10 @@ def _predictions(run_dir: Path, s: dict[str, Any]) -> dict[str, Any]:
         evals, coeffs = z["evals"], z["coeffs"]
     pred = predicted_losses(evals, coeffs, s["lr"], steps, loss_factor)
     rate, _, _ = fit_rate(steps, pred, FLOORS[s["config"]["train"]["precision"]])
-    return {"predicted_rate": rate, "predicted_final_loss": float(pred[-1]),
+    # relative error in the exponent: |log rate - log predicted| / |log predicted|
+    err = abs(np.log(s["rate"]) - np.log(rate)) / abs(np.log(rate)) if rate < 1 else np.nan
+    return {"predicted_rate": rate, "rate_exponent_error": float(err),
+            "predicted_final_loss": float(pred[-1]),
             **rate_bounds(s["lr"], s["theta0_lambda_min"], s["lambda_0"], loss_factor)}
 
 

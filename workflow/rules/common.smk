@@ -1,6 +1,7 @@
 # Shared set-up: validate the config, then small named helpers the rules call by name.
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
 
@@ -65,6 +66,13 @@ def raw_root(wildcards, output):
 PAPER_FIGURES = []  # figures/<name>.pdf
 PAPER_TABLES = []  # paper/generated/<name>.tex
 PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
+
+
+def verify_inputs():
+    """The tables config/claims.yaml checks (so verify reruns exactly when they change)."""
+    claims = yaml.safe_load(Path("config/claims.yaml").read_text())["claims"]
+    tables = {check["table"] for claim in claims for check in claim["checks"]}
+    return [f"{RES}/{table}" for table in sorted(tables)]
 
 
 def paper_sections():
@@ -195,6 +203,22 @@ def train_run_dirs():
         f"{RES}/train/{dataset}/{setting}/m{width}/seed{seed}"
         for dataset, setting, width, seed in train_grid()
     ]
+
+
+def compute_benchmarks():
+    """Snakemake benchmark files of every compute job, by experiment (for the compute table)."""
+    train = {}
+    for dataset, setting, width, seed in train_grid():
+        key = "E7" if setting not in TRAINING["grids"].get("main", {}).get("settings", []) else "E4-E6"
+        train.setdefault(key, []).append(
+            f"{BENCH}/train/{dataset}/{setting}/m{width}/seed{seed}.tsv"
+        )
+    random = {f"E{e[1:]}": [f"{BENCH}/random_deq/{e}.tsv"] for e in ("e1", "e2", "e3", "e10")}
+    return {**random, **train, "E7-gradient": [f"{BENCH}/ablations/gradient_error.tsv"]}
+
+
+def compute_benchmark_files():
+    return [f for files in compute_benchmarks().values() for f in files]
 
 
 def train_summaries():

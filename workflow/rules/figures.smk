@@ -7,6 +7,7 @@ TAB_TRAINING = paper_artefact("tab_training", kind="table")
 FIG_INVARIANTS = paper_artefact("fig_invariants")
 FIG_RATE = paper_artefact("fig_rate")
 FIG_ABLATIONS = paper_artefact("fig_ablations")
+TAB_COMPUTE = paper_artefact("tab_compute", kind="table")
 
 
 rule fig_loss:
@@ -96,3 +97,22 @@ rule fig_ablations:
         ENV_PY
     script:
         "../../scripts/fig_ablations.py"
+
+
+rule tab_compute:
+    input:
+        benchmarks=compute_benchmark_files(),
+        runs=f"{RES}/aggregate/train_runs.csv",
+    output:
+        table=TAB_COMPUTE["table"],
+        values=TAB_COMPUTE["values"],
+    log:
+        f"{LOGS}/figures/tab_compute.log",
+    params:
+        groups=compute_benchmarks(),
+        device=COMPUTE["device"],
+        threads=COMPUTE["threads"],
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/tab_compute.py"

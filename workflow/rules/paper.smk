@@ -1,4 +1,22 @@
-# The paper: merge every script's numbers into one macros file, then compile with latexmk.
+# The paper: check the claims, merge every script's numbers into one macros file, then
+# compile with latexmk.
+
+
+TAB_CLAIMS = paper_artefact("tab_claims", kind="table")
+
+
+rule tab_claims:
+    input:
+        report=f"{RES}/verify.json",
+    output:
+        table=TAB_CLAIMS["table"],
+        values=TAB_CLAIMS["values"],
+    log:
+        f"{LOGS}/figures/tab_claims.log",
+    conda:
+        ENV_PY
+    script:
+        "../../scripts/tab_claims.py"
 
 
 rule paper_values:
@@ -34,3 +52,32 @@ rule paper:
         ENV_LATEX
     shell:
         "tools/latex.sh {input.tex} {output} {log}"
+
+
+rule verify_claims:
+    input:
+        claims="config/claims.yaml",
+        tables=verify_inputs(),
+    output:
+        f"{RES}/verify.json",
+    log:
+        f"{LOGS}/verify.log",
+    params:
+        results=RES,
+        tier=TIER,
+    conda:
+        ENV_PY
+    shell:
+        "overdeq verify --claims {input.claims} --results {params.results} --tier {params.tier}"
+        " --out {output} > {log} 2>&1"
+
+
+rule verify:
+    input:
+        f"{RES}/verify.json",
+    log:
+        f"{LOGS}/verify_show.log",
+    conda:
+        ENV_PY
+    shell:
+        "overdeq verify --show {input} | tee {log}"

@@ -1,0 +1,77 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Table `tab_compute`: what each experiment cost at this tier
+#
+# From the workflow's own measurements: Snakemake's `benchmark:` file of every compute job
+# (wall time, peak resident memory) and the device recorded in the training runs'
+# provenance. One row per experiment.
+#
+# Inputs: `benchmarks/<tier>/**.tsv`, `results/<tier>/aggregate/train_runs.csv`.
+# Outputs: `paper/generated/tab_compute.tex`, `results/<tier>/values/tab_compute.json`.
+
+# %%
+import pandas as pd
+
+from overdeq.io import atomic_write_text
+from overdeq.plotting import latex_number, latex_table, write_values
+
+# %%
+try:
+    GROUPS = dict(snakemake.params.groups)  # noqa: F821
+    RUNS = snakemake.input.runs  # noqa: F821
+    DEVICE, THREADS = snakemake.params.device, snakemake.params.threads  # noqa: F821
+    TABLE, VALUES = snakemake.output.table, snakemake.output.values  # noqa: F821
+except NameError:
+    import glob
+
+    TIER = "quick"
+    GROUPS = {"all": sorted(glob.glob(f"benchmarks/{TIER}/**/*.tsv", recursive=True))}
+    RUNS, DEVICE, THREADS = f"results/{TIER}/aggregate/train_runs.csv", "cpu", 1
+    TABLE, VALUES = "paper/generated/tab_compute.tex", f"results/{TIER}/values/tab_compute.json"
+
+runs = pd.read_csv(RUNS)
+device_names = sorted(runs["device"].dropna().unique())
+
+# %% [markdown]
+# Each benchmark file holds one line per job: `s` (wall seconds) and `max_rss` (MB).
+
+# %%
+LABELS = {"E1": "E1 kernel limit", "E2": "E2 initial condition", "E3": "E3 well-posedness",
+          "E10": "E10 kernel table", "E4-E6": "E4--E6 training grid",
+          "E7": "E7 ablation runs", "E7-gradient": "E7 gradient error"}
+rows, total = [], 0.0
+for key, files in GROUPS.items():
+    frames = [pd.read_csv(f, sep="\t") for f in files]
+    bench = pd.concat(frames, ignore_index=True)
+    seconds = float(bench["s"].sum())
+    total += seconds
+    rows.append([LABELS.get(key, key), latex_number(len(files)), latex_number(seconds, 3),
+                 latex_number(float(bench["s"].max()), 3), latex_number(float(bench["max_rss"].max()), 3)])
+table = latex_table(["experiment", "jobs", "total s", "longest job s", "peak RSS MB"], rows,
+                    align="lrrrr", caption_comment="made by scripts/tab_compute.py")
+atomic_write_text(TABLE, table)
+
+# %%
+values = {
+    "computeTotalMinutes": latex_number(total / 60, 3),
+    "computeDevice": (", ".join(device_names) if device_names else DEVICE).replace("_", r"\_"),
+    "computeThreads": latex_number(int(THREADS)),
+    "computeJobs": latex_number(sum(len(f) for f in GROUPS.values())),
+}
+write_values(VALUES, values)
+
+# %% [markdown]
+# What this shows: where the tier's compute time goes, measured by the workflow itself, on
+# the device named in the runs' provenance.

@@ -1,0 +1,215 @@
+"""Check each claim of the paper against the tables the workflow produced.
+
+A claims file (config/claims.yaml) lists claims, each with checks. A check names a table
+(a CSV under results/<tier>/), optionally filters its rows (``where``: a mapping of column ->
+value, a pandas query string, or a list of those applied in turn), evaluates a column expression (``value``), reduces it
+(``reduce``: min, max, mean, median, fraction, count, or each = every row on its own) and
+compares the result with ``threshold`` under ``expect`` (<, <=, >, >=, ==, between), widened
+by ``tolerance``. Thresholds may differ per tier ({quick: .., paper: ..}).
+
+A check whose table is missing is "n/a" (that tier does not run the experiment), never a
+pass. A claim passes when all its checks that ran pass.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+__all__ = ["Check", "Claim", "CheckResult", "load_claims", "run_checks", "format_table",
+           "REDUCERS", "EXPECT"]
+
+REDUCERS = ("min", "max", "mean", "median", "fraction", "count", "each")
+EXPECT = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+          "==": operator.eq, "between": None}
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    what: str
+    table: str
+    value: str
+    reduce: str
+    expect: str
+    threshold: Any
+    tolerance: float = 0.0
+    where: Any = None
+    experiment: str = ""
+
+    def __post_init__(self) -> None:
+        if self.reduce not in REDUCERS:
+            raise ValueError(f"check {self.id}: reduce {self.reduce!r} is not one of {REDUCERS}")
+        if self.expect not in EXPECT:
+            raise ValueError(f"check {self.id}: expect {self.expect!r} is not one of {list(EXPECT)}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str
+    checks: tuple[Check, ...]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    claim: str
+    check: str
+    what: str
+    experiment: str
+    table: str
+    status: str  # PASS, FAIL or n/a
+    value: Any
+    condition: str
+    rows: int
+    note: str = ""
+
+
+@dataclass
+class Report:
+    tier: str
+    claims: dict[str, str] = field(default_factory=dict)  # claim id -> PASS/FAIL/n/a
+    statements: dict[str, str] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tier": self.tier, "claims": self.claims, "statements": self.statements,
+                "checks": [asdict(c) for c in self.checks],
+                "passed": all(v != "FAIL" for v in self.claims.values())}
+
+
+def load_claims(path: str | Path) -> list[Claim]:
+    """Parse and validate a claims file; errors name the claim/check and the problem."""
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict) or "claims" not in data:
+        raise ValueError(f"{path}: expected a mapping with a 'claims' list")
+    claims = []
+    for c in data["claims"]:
+        missing = {"id", "statement", "checks"} - set(c)
+        if missing:
+            raise ValueError(f"{path}: claim {c.get('id', '?')} lacks {sorted(missing)}")
+        checks = []
+        for k in c["checks"]:
+            unknown = set(k) - set(Check.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"{path}: check {k.get('id', '?')} has unknown keys "
+                                 f"{sorted(unknown)}; allowed: {sorted(Check.__dataclass_fields__)}")
+            checks.append(Check(**k))
+        claims.append(Claim(id=c["id"], statement=c["statement"], checks=tuple(checks)))
+    return claims
+
+
+def _threshold(check: Check, tier: str) -> Any:
+    t = check.threshold
+    if isinstance(t, dict):
+        if tier not in t:
+            raise ValueError(f"check {check.id} has no threshold for tier {tier!r} ({sorted(t)})")
+        return t[tier]
+    return t
+
+
+def _condition(check: Check, threshold: Any) -> tuple[str, Any]:
+    tol = check.tolerance
+    if check.expect == "between":
+        lo, hi = threshold
+        return f"in [{lo - tol:g}, {hi + tol:g}]", lambda v: lo - tol <= v <= hi + tol
+    op = EXPECT[check.expect]
+    widened = threshold + tol if check.expect in ("<", "<=") else (
+        threshold - tol if check.expect in (">", ">=") else threshold)
+    return f"{check.expect} {widened:g}", lambda v: bool(op(v, widened))
+
+
+def _filter(df: pd.DataFrame, where: Any) -> pd.DataFrame:
+    if where is None:
+        return df
+    if isinstance(where, list):  # successive filters: later ones see only earlier survivors
+        for part in where:
+            df = _filter(df, part)
+        return df
+    if isinstance(where, str):
+        return df.query(where, engine="python")
+    mask = np.ones(len(df), dtype=bool)
+    for col, val in where.items():
+        if col not in df.columns:
+            raise KeyError(f"column {col!r} is not in the table (columns: {list(df.columns)})")
+        mask &= df[col].isin(val if isinstance(val, list) else [val]).to_numpy()
+    return df[mask]
+
+
+def _evaluate(check: Check, df: pd.DataFrame, tier: str) -> tuple[str, Any, str, int]:
+    rows = _filter(df, check.where)
+    cond_text, cond = _condition(check, _threshold(check, tier))
+    if len(rows) == 0:
+        return "FAIL", None, cond_text, 0
+    values = rows.eval(check.value, engine="python")
+    values = pd.Series(values).astype(float)
+    if check.reduce == "each":
+        ok = [cond(v) for v in values if math.isfinite(v)]
+        passed = len(ok) == len(values) and all(ok)
+        shown = [float(values.min()), float(values.max())]
+        return ("PASS" if passed else "FAIL"), shown, f"each {cond_text}", len(rows)
+    reducers = {"min": np.min, "max": np.max, "mean": np.mean, "median": np.median,
+                "fraction": np.mean, "count": len}
+    value = float(reducers[check.reduce](values.to_numpy()))
+    passed = math.isfinite(value) and cond(value)
+    return ("PASS" if passed else "FAIL"), value, f"{check.reduce} {cond_text}", len(rows)
+
+
+def run_checks(claims: list[Claim], results_dir: str | Path, tier: str) -> Report:
+    """Evaluate every check against the tables under ``results_dir``."""
+    results_dir = Path(results_dir)
+    report = Report(tier=tier)
+    cache: dict[str, pd.DataFrame] = {}
+    for claim in claims:
+        statuses = []
+        for check in claim.checks:
+            path = results_dir / check.table
+            if not path.is_file():
+                res = CheckResult(claim.id, check.id, check.what, check.experiment, check.table,
+                                  "n/a", None, "", 0, note=f"{path} not produced by this tier")
+            else:
+                if check.table not in cache:
+                    cache[check.table] = pd.read_csv(path)
+                try:
+                    status, value, cond, n = _evaluate(check, cache[check.table], tier)
+                    note = "" if n else "no rows match the filter"
+                except Exception as exc:  # a malformed check is a failed check, with the reason
+                    status, value, cond, n, note = "FAIL", None, "", 0, f"error: {exc}"
+                res = CheckResult(claim.id, check.id, check.what, check.experiment,
+                                  check.table, status, value, cond, n, note)
+            report.checks.append(res)
+            statuses.append(res.status)
+        ran = [s for s in statuses if s != "n/a"]
+        report.claims[claim.id] = "n/a" if not ran else ("PASS" if all(
+            s == "PASS" for s in ran) else "FAIL")
+        report.statements[claim.id] = claim.statement
+    return report
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return f"{value:.4g}"
+
+
+def format_table(report: Report) -> str:
+    """A plain-text PASS/FAIL table, one line per check, then one per claim."""
+    lines = [f"Claims verification, tier '{report.tier}'", ""]
+    head = f"{'check':<8} {'exp':<5} {'status':<6} {'value':<24} {'condition':<22} what"
+    lines += [head, "-" * len(head)]
+    for c in report.checks:
+        lines.append(f"{c.check:<8} {c.experiment:<5} {c.status:<6} {_fmt(c.value):<24} "
+                     f"{c.condition:<22} {c.what}" + (f"  [{c.note}]" if c.note else ""))
+    lines += ["", f"{'claim':<8} {'verdict':<8} statement", "-" * 60]
+    for cid, verdict in report.claims.items():
+        lines.append(f"{cid:<8} {verdict:<8} {report.statements[cid]}")
+    return "\n".join(lines) + "\n"
