@@ -133,6 +133,11 @@ def words(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def span(low: str, high: str) -> str:
+    """'low to high', or one value when both agree."""
+    return low if low == high else f"{low} to {high}"
+
+
 star = thresholds.groupby("data").ratio_star.max()
 values = {
     "initDatasets": words([DATA_LABELS[d] for d in datasets]),
@@ -147,11 +152,9 @@ values = {
     "initFraction": f"{fraction:g}",
     "initProbability": f"{probability:g}",
     "initMPThreshold": latex_number(mp_threshold),
-    "initRatioStarMin": f"{star.min():g}",
-    "initRatioStarMax": f"{star.max():g}",
     "initVerdictHighProb": verdict(reached),
-    "initExponentMin": latex_number(float(exponents.min()), 2),
-    "initExponentMax": latex_number(float(exponents.max()), 2),
+    "initExponentRange": span(latex_number(float(exponents.min()), 2),
+                              latex_number(float(exponents.max()), 2)),
     "initExponentLow": f"{EXPONENT_RANGE[0]:g}",
     "initExponentHigh": f"{EXPONENT_RANGE[1]:g}",
     "initVerdictLinear": verdict(linear_ok and reached, bool(exponents.notna().all())),

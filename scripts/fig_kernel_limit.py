@@ -150,7 +150,7 @@ def words(items: list[str]) -> str:
 
 values = {
     "kernelN": latex_number(int(rows.n.iloc[0])),
-    "kernelSigmaW": latex_number(float(rows.sigma_w.iloc[0])),
+    "kernelSigmaW": f"{rows.sigma_w.iloc[0]:g}",
     "kernelDatasets": words([DATA_LABELS[d] for d in datasets]),
     "kernelWidthMin": latex_number(int(widths.min())),
     "kernelWidthMax": latex_number(int(widths.max())),
@@ -160,8 +160,8 @@ values = {
     "kernelMaxDepth": latex_number(max_depth),
     "kernelSlopeMin": latex_number(float(slopes.min()), 2),
     "kernelSlopeMax": latex_number(float(slopes.max()), 2),
-    "kernelSlopeLow": latex_number(SLOPE_RANGE[0]),
-    "kernelSlopeHigh": latex_number(SLOPE_RANGE[1]),
+    "kernelSlopeLow": f"{SLOPE_RANGE[0]:g}",
+    "kernelSlopeHigh": f"{SLOPE_RANGE[1]:g}",
     "kernelVerdictSlope": verdict(slope_ok),
     "kernelLambdaSlopeMin": latex_number(float(lam_slopes.min()), 2),
     "kernelLambdaSlopeMax": latex_number(float(lam_slopes.max()), 2),

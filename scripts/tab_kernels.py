@@ -59,6 +59,7 @@ rows["theta_over_k"] = rows.lambda_Theta / rows.lambda_K
 # %%
 wide = rows.pivot(index="sigma_w", columns="data", values=["lambda_K", "lambda_Theta"])
 sigmas = list(wide.index)
+decimals = max(len(f"{sw:g}".partition(".")[2]) for sw in sigmas)  # one format per column
 cols = "".join("rr" for _ in datasets)
 lines = [
     rf"\begin{{tabular}}{{l{cols}}}",
@@ -73,7 +74,7 @@ lines = [
 for i, sw in enumerate(sigmas):
     if i > 0 and 2 * sigmas[i - 1] < 1 <= 2 * sw:
         lines.append(r"\midrule")
-    cells = [f"{sw:g}"]
+    cells = [f"{sw:.{decimals}f}"]
     for d in datasets:
         cells += [latex_number(float(wide.loc[sw, ("lambda_K", d)])),
                   latex_number(float(wide.loc[sw, ("lambda_Theta", d)]))]
