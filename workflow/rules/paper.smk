@@ -81,3 +81,17 @@ rule verify:
         ENV_PY
     shell:
         "overdeq verify --show {input} | tee {log}"
+
+
+rule arxiv:
+    input:
+        pdf="paper/main.pdf",
+        figures=PAPER_FIGURES,
+    output:
+        "dist/overdeq-arxiv.tar.gz",
+    log:
+        f"{LOGS}/paper/arxiv.log",
+    conda:
+        ENV_LATEX
+    shell:
+        "tools/arxiv.sh paper {output} {log}"
