@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
+from .devices import resolve_device
 from .solvers import SOLVERS
 from .train import GRADIENTS, LOSSES, MODES, PRECISIONS, ConfigError, make_run_config, train
 
@@ -99,7 +100,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="exact ||W||_2 every k-th log (0: first and last only)")
     g.add_argument("--checkpoint-every", type=_positive_int("--checkpoint-every"), default=200)
     g.add_argument("--precision", choices=list(PRECISIONS), default="float32")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N, or cuda:auto (claim a GPU no other overdeq "
+                        "process holds; see overdeq.devices)")
+    g.add_argument("--gpu-wait", type=_positive_float("--gpu-wait"), default=3600.0,
+                   help="cuda:auto: seconds to wait for a free GPU before giving up")
     g.add_argument("--threads", type=_positive_int("--threads"), default=None,
                    help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--out", type=Path, required=True, help="run directory")
@@ -161,6 +166,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {args.steps}")
+    # before any work; the GPU claimed is the device the run (and its provenance) records
+    args.device = resolve_device(args.device, timeout=args.gpu_wait)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.data_file is not None:
