@@ -68,6 +68,11 @@ PAPER_TABLES = []  # paper/generated/<name>.tex
 PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
 
 
+def results_root(wildcards, output):
+    """results/<tier>, read off the path of an output that lives directly in it."""
+    return str(Path(output[0]).parent)
+
+
 def verify_inputs():
     """The tables config/claims.yaml checks (so verify reruns exactly when they change)."""
     claims = yaml.safe_load(Path("config/claims.yaml").read_text())["claims"]
@@ -80,12 +85,33 @@ def paper_sections():
     return sorted(str(p) for p in Path("paper/sections").glob("*.tex"))
 
 
+# Paper section of each figure: the grouping of `snakemake --report report.zip`.
+REPORT_SECTIONS = {
+    "fig_kernel_limit": "1 Random DEQs at initialisation (E1-E3, E10)",
+    "fig_init_condition": "1 Random DEQs at initialisation (E1-E3, E10)",
+    "fig_wellposed": "1 Random DEQs at initialisation (E1-E3, E10)",
+    "fig_loss": "2 Training converges linearly (E4-E6)",
+    "fig_invariants": "2 Training converges linearly (E4-E6)",
+    "fig_rate": "2 Training converges linearly (E4-E6)",
+    "fig_ablations": "3 What the released code changes (E7)",
+}
+
+
 def paper_artefact(name, kind="figure"):
-    """Register a figure or table script's outputs for the paper; returns its output paths."""
+    """Register a figure or table script's outputs for the paper; returns its output paths.
+
+    A figure is also marked for the HTML report, with its caption from
+    workflow/report/<name>.rst and its paper section as the category.
+    """
     out = {"values": f"{RES}/values/{name}.json"}
     if kind == "figure":
-        out["figure"] = f"figures/{name}.pdf"
-        PAPER_FIGURES.append(out["figure"])
+        path = f"figures/{name}.pdf"
+        out["figure"] = report(
+            path,
+            caption=f"../report/{name}.rst",
+            category=REPORT_SECTIONS.get(name, "Other figures"),
+        )
+        PAPER_FIGURES.append(path)
     else:
         out["table"] = f"paper/generated/{name}.tex"
         PAPER_TABLES.append(out["table"])

@@ -63,7 +63,7 @@ rule verify_claims:
     log:
         f"{LOGS}/verify.log",
     params:
-        results=RES,
+        results=results_root,
         tier=TIER,
     conda:
         ENV_PY
