@@ -4,9 +4,10 @@
     python benchmarks/bench_epoch.py --n 1000 --m 19000 --device cuda --precision float32
 
 Three timings per configuration, each the median over ``--epochs`` epochs after warm-up:
-- paper: exact implicit gradient, warm-started Picard (tol 1e-6), calibrated step, and the
-  per-epoch monitoring the trainer does (float64 lambda_min of Z Z^T, power-iteration
-  ||W||_2, solver statistics);
+- paper: exact implicit gradient, warm-started Picard (tol 1e-6), and the per-epoch
+  monitoring the trainer does (float64 lambda_min of Z Z^T, power-iteration ||W||_2, solver
+  statistics); with the calibrated step (its default: large steps, so warm starts help less)
+  or with the released step (the same trajectory speed as the released runs);
 - released (no logging): biases, Anderson (history 5, ridge 1e-4, global tol 1e-2,
   25 iterations, cold start), one extra layer application, hook-based backward;
 - released (with logging): the same plus its per-epoch logging -- non-symmetric eig of the
@@ -31,6 +32,8 @@ from overdeq.monitor import PowerNorm, legacy_readouts
 from overdeq.provenance import device_name
 from overdeq.train import LEGACY_SOLVER, _calibrate, _monitor, _set_precision, make_run_config
 
+RELEASED_LR = 1e-6  # the released random-data script's learning rate
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -49,7 +52,7 @@ def _time_epochs(step, epochs: int, device: torch.device) -> list[float]:
 
 
 def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: int,
-          warmup: int, logged_epochs: int, data: str) -> dict:
+          warmup: int, logged_epochs: int, data: str, paper_lr: str) -> dict:
     dev = torch.device(device)
     dtype = _set_precision(precision)
     spec = DataSpec(data, n=n, d=d)
@@ -65,6 +68,8 @@ def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: in
     twin = DEQ(model_cfg, seeds=seeds, dtype=torch.float64, device=dev)
     lr = _calibrate(twin, X, y, cfg, 1.0)["calibrated_lr"]
     del twin
+    if paper_lr == "released":
+        lr = 2 * RELEASED_LR  # the released sum loss has twice the gradient of the 1/2 loss
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     init = {k: v.detach().clone() for k, v in model.weight_blocks().items()}
     warm, power = WarmStart(), PowerNorm(m, iters=cfg.power_iters)
@@ -89,7 +94,7 @@ def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: in
 
     # --- released algorithm -----------------------------------------------------------
     legacy = DEQ(replace(model_cfg, biases=True), seeds=seeds, dtype=dtype, device=dev)
-    lopt = torch.optim.SGD(legacy.parameters(), lr=1e-6)
+    lopt = torch.optim.SGD(legacy.parameters(), lr=RELEASED_LR)
     liters = {"fwd": [], "bwd": []}
 
     def released_step(logging: bool) -> None:
@@ -112,7 +117,7 @@ def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: in
     logged = _time_epochs(lambda: released_step(True), logged_epochs, dev)
 
     p, r, rl = (statistics.median(t) for t in (paper, released, logged))
-    return {"n": n, "m": m, "precision": precision, "device": device_name(dev),
+    return {"n": n, "m": m, "precision": precision, "device": device_name(dev), "lr": paper_lr,
             "threads": torch.get_num_threads(), "paper_s": p, "released_s": r,
             "released_logged_s": rl, "ratio_no_logging": r / p, "ratio_logged": rl / p,
             "paper_iters": paper_iters, "released_iters": rel_iters}
@@ -131,19 +136,23 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--logged-epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--paper-lr", nargs="+", default=["calibrated", "released"],
+                    choices=["calibrated", "released"],
+                    help="step of the paper-mode epochs: calibrated (its default) or the "
+                         "released 1e-6 (same trajectory speed as the released runs)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [bench(n, m, args.d, prec, args.device, args.epochs, args.warmup,
-                  args.logged_epochs, args.data)
-            for n in args.n for m in args.m for prec in args.precision]
+                  args.logged_epochs, args.data, lr)
+            for n in args.n for m in args.m for prec in args.precision for lr in args.paper_lr]
     print(f"device: {rows[0]['device']}, torch {torch.__version__}, threads {rows[0]['threads']}")
-    head = (f"{'n':>5} {'m':>6} {'precision':>9} {'paper ms':>9} {'released ms':>11} "
+    head = (f"{'n':>5} {'m':>6} {'precision':>9} {'paper lr':>10} {'paper ms':>9} {'released ms':>11} "
             f"{'+logging ms':>11} {'x (no log)':>10} {'x (log)':>8} {'iters fwd/bwd':>14} "
             f"{'released it':>12}")
     print(head)
     for r in rows:
-        print(f"{r['n']:>5} {r['m']:>6} {r['precision']:>9} {1e3 * r['paper_s']:>9.1f} "
+        print(f"{r['n']:>5} {r['m']:>6} {r['precision']:>9} {r['lr']:>10} {1e3 * r['paper_s']:>9.1f} "
               f"{1e3 * r['released_s']:>11.1f} {1e3 * r['released_logged_s']:>11.1f} "
               f"{r['ratio_no_logging']:>10.2f} {r['ratio_logged']:>8.1f} "
               f"{r['paper_iters'][0]:>6.1f}/{r['paper_iters'][1]:<6.1f} "
