@@ -1,0 +1,135 @@
+"""The workflow itself: lint, dry runs of both tiers, the schema against the library, and
+(slow) a real run of the tiny tier to the PDF, the arXiv bundle and incremental rebuilds."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from overdeq.data import DATASETS
+from overdeq.solvers import SOLVERS
+from overdeq.train import LOSSES, MODES, PRECISIONS
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "workflow" / "tiny.yaml"
+BIN = Path(sys.executable).parent
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def test_lint_is_clean():
+    out = snakemake("--lint")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--configfile", "config/paper.yaml"]],
+                         ids=["default-tier", "paper-tier"])
+def test_dry_run_plans_every_target(extra):
+    out = snakemake("-n", "--forceall", "--quiet", "rules", *extra)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    for rule in ("train", "aggregate_training", "random_deq_e1", "random_deq_e2",
+                 "random_deq_e3", "random_deq_e10", "gradient_error", "fig_loss",
+                 "verify_claims", "paper_values", "paper"):
+        assert re.search(rf"^{rule}\s+\d+", text, re.M), f"{rule} not planned:\n{text[-3000:]}"
+
+
+def test_paper_tier_fetches_the_real_data_sets():
+    out = snakemake("-n", "--forceall", "--quiet", "rules", "--configfile", "config/paper.yaml")
+    assert re.search(r"^fetch_mnist\s+1", out.stdout, re.M)
+    assert re.search(r"^fetch_cifar10\s+1", out.stdout, re.M)
+
+
+def test_schema_enums_are_the_library_registries():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    train = schema["properties"]["training"]["properties"]
+    setting = train["settings"]["additionalProperties"]["properties"]
+    assert sorted(setting["solver"]["enum"]) == sorted(SOLVERS)
+    assert setting["mode"]["enum"] == list(MODES)
+    assert setting["loss"]["enum"] == list(LOSSES)
+    assert schema["properties"]["compute"]["properties"]["precision"]["enum"] == list(PRECISIONS)
+    assert train["datasets"]["propertyNames"]["enum"] == list(DATASETS)
+
+
+def _scratch(dst: Path, config: Path) -> Path:
+    """The repository's files (tracked and new, not ignored) with ``config`` as the config."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    shutil.copy2(config, dst / "config" / "config.yaml")
+    return dst
+
+
+def test_bad_config_fails_with_a_message_naming_the_key(tmp_path):
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["training"]["grids"]["main"]["settings"].append("nonexistent")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    repo = _scratch(tmp_path / "repo", bad)
+    out = snakemake("-n", cwd=repo)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "nonexistent" in text and "training.settings" in text
+    cfg["compute"]["precision"] = "fp8"
+    bad.write_text(yaml.safe_dump(cfg))
+    shutil.copy2(bad, repo / "config" / "config.yaml")
+    out = snakemake("-n", cwd=repo)
+    assert out.returncode != 0 and "fp8" in out.stdout + out.stderr
+
+
+def _jobs(dry_run_output: str) -> dict[str, int]:
+    """Rule -> job count from the job-stats table of a dry run."""
+    return {m.group(1): int(m.group(2)) for m in
+            re.finditer(r"^([a-z_0-9]+)\s+(\d+)$", dry_run_output, re.M) if m.group(1) != "total"}
+
+
+@pytest.mark.slow
+def test_tiny_tier_end_to_end(tmp_path):
+    repo = _scratch(tmp_path / "repo", TINY)
+    tier = yaml.safe_load(TINY.read_text())["tier"]
+    first = snakemake("--cores", "2", cwd=repo)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert (repo / "paper" / "main.pdf").stat().st_size > 10_000
+    report = json.loads((repo / "results" / tier / "verify.json").read_text())
+    assert set(report["claims"]) >= {"C1", "C2", "C3"}
+    assert all(v in ("PASS", "FAIL", "n/a") for v in report["claims"].values())
+    values = (repo / "paper" / "generated" / "values.tex").read_text()
+    assert "\\newcommand{\\verdictCOne}" in values and f"{{{tier}}}" in values
+
+    # a second run has nothing to do
+    again = snakemake("--cores", "2", cwd=repo)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # editing only a plotting script reruns that figure and the paper, nothing upstream
+    script = repo / "scripts" / "fig_loss.py"
+    figure = repo / "figures" / "fig_loss.pdf"
+    before = figure.read_bytes()
+    script.write_text(script.read_text() + "\n# an edit that changes nothing drawn\n")
+    plan = _jobs(snakemake("-n", "--quiet", "rules", cwd=repo).stdout)
+    assert set(plan) <= {"fig_loss", "paper_values", "paper", "all"}, plan
+    assert plan.get("fig_loss") == 1 and plan.get("paper") == 1
+    one = snakemake("--cores", "2", "figures/fig_loss.pdf", cwd=repo)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert figure.read_bytes() == before  # same data, same bytes
+
+    # the arXiv bundle compiles in an empty directory
+    arxiv = snakemake("--cores", "2", "arxiv", cwd=repo)
+    assert arxiv.returncode == 0, arxiv.stderr[-3000:]
+    assert (repo / "dist" / "overdeq-arxiv.tar.gz").stat().st_size > 10_000
