@@ -132,6 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-runs", type=Path, required=True, help="one row per run")
     p.add_argument("--out-history", type=Path, required=True, help="one row per logged step")
     p.set_defaults(func=_cmd_aggregate)
+    p = sub.add_parser("gradient-error",
+                       help="E7: gradient error of the released solver tolerance at init")
+    p.add_argument("--data-file", type=Path, required=True, help="prepared data (.npz)")
+    p.add_argument("--width", type=_positive_int("--width"), required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tols", type=_positive_float("--tols"), nargs="+",
+                   default=[1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8])
+    p.add_argument("--threads", type=_positive_int("--threads"), default=None)
+    p.add_argument("--out", type=Path, required=True, help="CSV to write")
+    p.set_defaults(func=_cmd_gradient_error)
+    p = sub.add_parser("verify", help="check the paper's claims against the results")
+    p.add_argument("--claims", type=Path, default=Path("config/claims.yaml"))
+    p.add_argument("--results", type=Path, help="results/<tier> folder to check")
+    p.add_argument("--tier", help="tier name (thresholds may differ per tier)")
+    p.add_argument("--out", type=Path, help="verify.json to write")
+    p.add_argument("--show", type=Path, help="print the table of an existing verify.json")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any claim fails")
+    p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("latex-values", help="merge the scripts' value files into LaTeX macros")
     p.add_argument("files", nargs="+", type=Path, help="JSON files of macro name -> LaTeX text")
     p.add_argument("--tier", required=True, help="tier name, available as \\tier")
@@ -224,6 +242,39 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         raise ConfigError(f"no summary.json in {missing}; train those runs first")
     aggregate_runs(dirs, args.out_runs, args.out_history)
     return 0
+
+
+def _cmd_gradient_error(args: argparse.Namespace) -> int:
+    import torch
+
+    from .ablations import gradient_error_rows
+    from .io import write_csv
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = gradient_error_rows(Dataset.load_npz(args.data_file), width=args.width,
+                               seed=args.seed, tols=tuple(args.tols))
+    write_csv(args.out, rows)
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .io import read_json, write_json
+    from .verify import CheckResult, Report, format_table, load_claims, run_checks
+
+    if args.show is not None:
+        data = read_json(args.show)
+        report = Report(tier=data["tier"], claims=data["claims"], statements=data["statements"],
+                        checks=[CheckResult(**c) for c in data["checks"]])
+    else:
+        if args.results is None or args.tier is None:
+            raise ConfigError("verify needs --results and --tier (or --show FILE)")
+        report = run_checks(load_claims(args.claims), args.results, args.tier)
+        if args.out is not None:
+            write_json(args.out, report.to_dict())
+    print(format_table(report), end="")
+    failed = [c for c, v in report.claims.items() if v == "FAIL"]
+    return 1 if (args.strict and failed) else 0
 
 
 def _cmd_latex_values(args: argparse.Namespace) -> int:
