@@ -29,6 +29,8 @@
 # Outputs: `figures/fig_ablations.pdf`, `results/<tier>/values/fig_ablations.json`.
 
 # %%
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -43,7 +45,7 @@ try:
     FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
     DATASET, WIDTH = snakemake.params.dataset, int(snakemake.params.width)  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     RUNS = f"results/{TIER}/aggregate/train_runs.csv"
     HISTORY = f"results/{TIER}/aggregate/train_history.csv"
     GRADIENT_ERROR = f"results/{TIER}/ablations/gradient_error.csv"

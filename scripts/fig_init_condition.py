@@ -27,6 +27,7 @@
 
 # %%
 import math
+import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -47,7 +48,7 @@ try:
     ROWS, SUMMARY = snakemake.input.rows, snakemake.input.summary  # noqa: F821
     FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     ROWS = f"results/{TIER}/random_deq/e2/rows.csv"
     SUMMARY = f"results/{TIER}/random_deq/e2/summary.csv"
     FIGURE = "figures/fig_init_condition.pdf"

@@ -24,6 +24,8 @@
 # Outputs: `figures/fig_invariants.pdf`, `results/<tier>/values/fig_invariants.json`.
 
 # %%
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -36,7 +38,7 @@ try:
     RUNS, HISTORY = snakemake.input.runs, snakemake.input.history  # noqa: F821
     FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     RUNS = f"results/{TIER}/aggregate/train_runs.csv"
     HISTORY = f"results/{TIER}/aggregate/train_history.csv"
     FIGURE, VALUES = "figures/fig_invariants.pdf", f"results/{TIER}/values/fig_invariants.json"

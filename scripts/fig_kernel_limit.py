@@ -25,6 +25,8 @@
 # Outputs: `figures/fig_kernel_limit.pdf` and `values/fig_kernel_limit.json` (macros).
 
 # %%
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -44,7 +46,7 @@ try:
     ROWS, SUMMARY = snakemake.input.rows, snakemake.input.summary  # noqa: F821
     FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     ROWS = f"results/{TIER}/random_deq/e1/rows.csv"
     SUMMARY = f"results/{TIER}/random_deq/e1/summary.csv"
     FIGURE, VALUES = "figures/fig_kernel_limit.pdf", f"results/{TIER}/values/fig_kernel_limit.json"

@@ -24,6 +24,8 @@
 # Outputs: `figures/fig_loss.pdf`, `results/<tier>/values/fig_loss.json`.
 
 # %%
+import os
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -39,7 +41,7 @@ try:
     FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
     SETTINGS = list(snakemake.params.settings)  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     RUNS = f"results/{TIER}/aggregate/train_runs.csv"
     HISTORY = f"results/{TIER}/aggregate/train_history.csv"
     FIGURE, VALUES = "figures/fig_loss.pdf", f"results/{TIER}/values/fig_loss.json"

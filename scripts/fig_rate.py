@@ -25,6 +25,8 @@
 # Outputs: `figures/fig_rate.pdf`, `results/<tier>/values/fig_rate.json`.
 
 # %%
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -37,7 +39,7 @@ try:
     RUNS = snakemake.input.runs  # noqa: F821
     FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     RUNS = f"results/{TIER}/aggregate/train_runs.csv"
     FIGURE, VALUES = "figures/fig_rate.pdf", f"results/{TIER}/values/fig_rate.json"
 

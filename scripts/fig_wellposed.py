@@ -28,6 +28,7 @@
 
 # %%
 import math
+import os
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -46,7 +47,7 @@ try:
     META = snakemake.input.meta  # noqa: F821
     FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     ROWS = f"results/{TIER}/random_deq/e3/rows.csv"
     SUMMARY = f"results/{TIER}/random_deq/e3/summary.csv"
     META = f"results/{TIER}/random_deq/e3/meta.json"

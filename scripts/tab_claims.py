@@ -23,6 +23,7 @@
 
 # %%
 import json
+import os
 
 from overdeq.io import atomic_write_text
 from overdeq.plotting import latex_table, write_values
@@ -32,7 +33,7 @@ try:
     REPORT = snakemake.input.report  # noqa: F821
     TABLE, VALUES = snakemake.output.table, snakemake.output.values  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     REPORT = f"results/{TIER}/verify.json"
     TABLE, VALUES = "paper/generated/tab_claims.tex", f"results/{TIER}/values/tab_claims.json"
 

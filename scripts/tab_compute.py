@@ -22,6 +22,8 @@
 # Outputs: `paper/generated/tab_compute.tex`, `results/<tier>/values/tab_compute.json`.
 
 # %%
+import os
+
 import pandas as pd
 
 from overdeq.io import atomic_write_text
@@ -36,7 +38,7 @@ try:
 except NameError:
     import glob
 
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     GROUPS = {"all": sorted(glob.glob(f"benchmarks/{TIER}/**/*.tsv", recursive=True))}
     RUNS, DEVICE, THREADS = f"results/{TIER}/aggregate/train_runs.csv", "cpu", 1
     TABLE, VALUES = "paper/generated/tab_compute.tex", f"results/{TIER}/values/tab_compute.json"

@@ -25,6 +25,8 @@
 # `values/tab_kernels.json` (macros).
 
 # %%
+import os
+
 import pandas as pd
 
 from overdeq.io import atomic_write_text
@@ -38,7 +40,7 @@ try:
     ROWS = snakemake.input.rows  # noqa: F821
     TABLE, VALUES = snakemake.output.table, snakemake.output.values  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     ROWS = f"results/{TIER}/random_deq/e10/rows.csv"
     TABLE, VALUES = "paper/generated/tab_kernels.tex", f"results/{TIER}/values/tab_kernels.json"
 

@@ -21,6 +21,8 @@
 # Outputs: `paper/generated/tab_training.tex`, `results/<tier>/values/tab_training.json`.
 
 # %%
+import os
+
 import pandas as pd
 
 from overdeq.io import atomic_write_text
@@ -31,7 +33,7 @@ try:
     RUNS = snakemake.input.runs  # noqa: F821
     TABLE, VALUES = snakemake.output.table, snakemake.output.values  # noqa: F821
 except NameError:
-    TIER = "quick"
+    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
     RUNS = f"results/{TIER}/aggregate/train_runs.csv"
     TABLE, VALUES = "paper/generated/tab_training.tex", f"results/{TIER}/values/tab_training.json"
 

@@ -129,7 +129,27 @@ def test_tiny_tier_end_to_end(tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     assert figure.read_bytes() == before  # same data, same bytes
 
+    # a script runs interactively too (outside Snakemake), on the same results
+    env = {**os.environ, "OVERDEQ_TIER": tier, "MPLBACKEND": "Agg"}
+    figure.unlink()
+    subprocess.run([sys.executable, "scripts/fig_loss.py"], cwd=repo, env=env, check=True,
+                   timeout=300)
+    assert figure.read_bytes() == before
+
     # the arXiv bundle compiles in an empty directory
     arxiv = snakemake("--cores", "2", "arxiv", cwd=repo)
     assert arxiv.returncode == 0, arxiv.stderr[-3000:]
     assert (repo / "dist" / "overdeq-arxiv.tar.gz").stat().st_size > 10_000
+
+
+def test_scripts_are_jupytext_notebooks():
+    jupytext = pytest.importorskip("jupytext")
+    scripts = sorted((REPO / "scripts").glob("*.py"))
+    assert len(scripts) >= 10
+    for path in scripts:
+        nb = jupytext.read(path)
+        kinds = [cell.cell_type for cell in nb.cells]
+        assert kinds[0] == "markdown" and nb.cells[0].source.startswith("# "), path.name
+        assert "code" in kinds and kinds[-1] == "markdown", path.name  # "what this shows"
+        rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+        assert f"scripts/{path.name}" in rules, f"no rule runs {path.name}"
