@@ -8,14 +8,14 @@
 #
 # Environment variables: PYTHON (interpreter to build the venv from, default python3),
 # OVERDEQ_VENV (default .venv), OVERDEQ_TORCH_INDEX (a pip index with CPU builds of torch,
-# default PyTorch's), OVERDEQ_EXTRAS (pip extras, default "dev").
+# default PyTorch's), OVERDEQ_EXTRAS (pip extras, default "dev,slurm").
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 venv=${OVERDEQ_VENV:-$root/.venv}
 python=${PYTHON:-python3}
-extras=${OVERDEQ_EXTRAS:-dev}
+extras=${OVERDEQ_EXTRAS:-dev,slurm}
 torch_index=${OVERDEQ_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 want_tex=1
 for arg in "$@"; do
