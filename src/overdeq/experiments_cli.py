@@ -35,7 +35,7 @@ __all__ = ["register", "EXPERIMENTS", "check_params", "load_params"]
 
 EXPERIMENTS = ("e1", "e2", "e3", "e10")
 DTYPES = ("float64", "float32")
-_DEVICE = re.compile(r"^(cpu|cuda|cuda:[0-9]+)$")
+_DEVICE = re.compile(r"^(cpu|cuda|cuda:auto|cuda:[0-9]+)$")
 _SIGMA_W_MAX = math.sqrt(2)  # the DEQ kernel exists iff sigma_w^2 < 2
 
 
@@ -102,7 +102,8 @@ def _seeds(v: Any) -> str | None:
 
 
 def _device(v: Any) -> str | None:
-    return None if isinstance(v, str) and _DEVICE.match(v) else "'cpu', 'cuda' or 'cuda:N'"
+    return (None if isinstance(v, str) and _DEVICE.match(v)
+            else "'cpu', 'cuda', 'cuda:N' or 'cuda:auto'")
 
 
 _KERNEL_SIGMA_W = _num(0.0, _SIGMA_W_MAX, hi_label="sqrt(2) (where the DEQ kernel exists)")
@@ -188,6 +189,7 @@ def _summary(experiment: str, rows: list[dict[str, Any]], params: Mapping[str, A
 def _cmd_random_deq(args: argparse.Namespace) -> int:
     import torch
 
+    from .devices import resolve_device
     from .io import write_csv, write_json
     from .provenance import provenance
 
@@ -201,6 +203,7 @@ def _cmd_random_deq(args: argparse.Namespace) -> int:
     device = params.get("device", "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device is available; use --device cpu")
+    params["device"] = resolve_device(device)  # cuda:auto claims a free GPU for this process
     if args.threads:
         torch.set_num_threads(args.threads)
 
