@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from .io import read_csv, read_json, write_csv
-from .theory import predicted_losses, rate_bounds
-from .train import FLOORS, fit_rate
+from .theory import FLOORS, fit_rate, predicted_losses, rate_bounds
 
 __all__ = ["run_row", "collect_runs", "stack_histories", "aggregate_runs", "RUN_COLUMNS"]
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .argtypes import positive_float, positive_int
 from .data import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .devices import resolve_device
 from .solvers import SOLVERS
@@ -21,30 +22,8 @@ from .train import GRADIENTS, LOSSES, MODES, PRECISIONS, ConfigError, make_run_c
 __all__ = ["main", "build_parser"]
 
 
-def _positive_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
-        return value
-
-    return parse
 
 
-def _positive_float(flag: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"{flag} must be a positive finite number, got {value}")
-        return value
-
-    return parse
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -53,8 +32,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="data set (default: identity = rows of the identity, as released)")
     g.add_argument("--data-file", type=Path, default=None,
                    help="a prepared .npz (from 'overdeq data prepare'); overrides --data")
-    g.add_argument("--n", type=_positive_int("--n"), default=100, help="number of samples")
-    g.add_argument("--d", type=_positive_int("--d"), default=None,
+    g.add_argument("--n", type=positive_int("--n"), default=100, help="number of samples")
+    g.add_argument("--d", type=positive_int("--d"), default=None,
                    help="input dimension for synthetic data (identity: default n)")
     g.add_argument("--classes", type=int, nargs="+", default=[0, 1])
     g.add_argument("--labels", choices=list(LABEL_KINDS), default="uniform",
@@ -63,10 +42,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-seed", type=int, default=0, help="seed of inputs and labels")
 
     g = p.add_argument_group("model")
-    g.add_argument("--width", type=_positive_int("--width"), default=1000, help="width m")
-    g.add_argument("--sigma-w", type=_positive_float("--sigma-w"), default=0.4)
-    g.add_argument("--sigma-u", type=_positive_float("--sigma-u"), default=1.0)
-    g.add_argument("--sigma-a", type=_positive_float("--sigma-a"), default=1.0)
+    g.add_argument("--width", type=positive_int("--width"), default=1000, help="width m")
+    g.add_argument("--sigma-w", type=positive_float("--sigma-w"), default=0.4)
+    g.add_argument("--sigma-u", type=positive_float("--sigma-u"), default=1.0)
+    g.add_argument("--sigma-a", type=positive_float("--sigma-a"), default=1.0)
     g.add_argument("--allow-expansive", action="store_true",
                    help="paper mode: run even if 2*sigma_w >= 1 (no contraction at init)")
     g.add_argument("--seed", type=int, default=0, help="seed of W, U, a (and biases)")
@@ -74,7 +53,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("mode and the released code's quirks (each flag flips one)")
     g.add_argument("--mode", choices=list(MODES), default="paper")
     g.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--width-scale", type=_positive_int("--width-scale"), default=None,
+    g.add_argument("--width-scale", type=positive_int("--width-scale"), default=None,
                    help="use 1/sqrt(WIDTH_SCALE) instead of 1/sqrt(width) (the released bug)")
     g.add_argument("--loss", choices=list(LOSSES), default=None)
     g.add_argument("--gradient", choices=list(GRADIENTS), default=None)
@@ -83,29 +62,29 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("optimisation")
     lr = g.add_mutually_exclusive_group()
-    lr.add_argument("--lr", type=_positive_float("--lr"), default=None, help="fixed step size")
-    lr.add_argument("--lr-scale", type=_positive_float("--lr-scale"), default=None,
+    lr.add_argument("--lr", type=positive_float("--lr"), default=None, help="fixed step size")
+    lr.add_argument("--lr-scale", type=positive_float("--lr-scale"), default=None,
                     help="step = LR_SCALE / lambda_max(Theta_0) (default 0.5)")
     g.add_argument("--steps", type=int, default=1000)
     g.add_argument("--solver", choices=list(SOLVERS), default=None,
                    help="fixed-point solver for forward and adjoint")
-    g.add_argument("--tol", type=_positive_float("--tol"), default=None)
-    g.add_argument("--max-iter", type=_positive_int("--max-iter"), default=None)
+    g.add_argument("--tol", type=positive_float("--tol"), default=None)
+    g.add_argument("--max-iter", type=positive_int("--max-iter"), default=None)
     g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--patience", type=_positive_int("--patience"), default=None)
+    g.add_argument("--patience", type=positive_int("--patience"), default=None)
 
     g = p.add_argument_group("monitoring, output, hardware")
-    g.add_argument("--log-every", type=_positive_int("--log-every"), default=10)
+    g.add_argument("--log-every", type=positive_int("--log-every"), default=10)
     g.add_argument("--audit-every", type=int, default=0,
                    help="exact ||W||_2 every k-th log (0: first and last only)")
-    g.add_argument("--checkpoint-every", type=_positive_int("--checkpoint-every"), default=200)
+    g.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=200)
     g.add_argument("--precision", choices=list(PRECISIONS), default="float32")
     g.add_argument("--device", default="cpu",
                    help="cpu, cuda, cuda:N, or cuda:auto (claim a GPU no other overdeq "
                         "process holds; see overdeq.devices)")
-    g.add_argument("--gpu-wait", type=_positive_float("--gpu-wait"), default=3600.0,
+    g.add_argument("--gpu-wait", type=positive_float("--gpu-wait"), default=3600.0,
                    help="cuda:auto: seconds to wait for a free GPU before giving up")
-    g.add_argument("--threads", type=_positive_int("--threads"), default=None,
+    g.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--out", type=Path, required=True, help="run directory")
     g.add_argument("--overwrite", action="store_true",
@@ -135,11 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradient-error",
                        help="E7: gradient error of the released solver tolerance at init")
     p.add_argument("--data-file", type=Path, required=True, help="prepared data (.npz)")
-    p.add_argument("--width", type=_positive_int("--width"), required=True)
+    p.add_argument("--width", type=positive_int("--width"), required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tols", type=_positive_float("--tols"), nargs="+",
+    p.add_argument("--tols", type=positive_float("--tols"), nargs="+",
                    default=[1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8])
-    p.add_argument("--threads", type=_positive_int("--threads"), default=None)
+    p.add_argument("--threads", type=positive_int("--threads"), default=None)
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     p.set_defaults(func=_cmd_gradient_error)
     p = sub.add_parser("verify", help="check the paper's claims against the results")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import experiments_random as E
+from .argtypes import positive_int
 from .data import DATASETS
 from .random_deq import W_NORMS
 
@@ -224,14 +225,6 @@ def _cmd_random_deq(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--threads must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--threads must be >= 1, got {value}")
-    return value
 
 
 def _device_flag(text: str) -> str:
@@ -258,6 +251,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="resolved parameters and provenance (.json)")
     p.add_argument("--device", type=_device_flag, default=None,
                    help="cpu, cuda or cuda:N (overrides the 'device' parameter)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_random_deq)

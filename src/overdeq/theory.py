@@ -13,9 +13,11 @@ product of PSD matrices is PSD) the paper's condition lambda_0 > 0 implies it is
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["predicted_losses", "rate_bounds"]
+__all__ = ["predicted_losses", "rate_bounds", "fit_rate", "FLOORS"]
 
 
 def predicted_losses(evals: np.ndarray, coeffs: np.ndarray, lr: float, steps: np.ndarray,
@@ -39,3 +41,35 @@ def rate_bounds(lr: float, theta_min: float, lambda_0: float,
     step = loss_factor * lr
     return {"rate_bound_theta": (1.0 - step * theta_min) ** 2,
             "rate_bound_lambda0": (1.0 - step * lambda_0) ** 2}
+
+
+# Below this fraction of the initial loss, round-off flattens the curve (float32 equilibria
+# are accurate to ~1e-7, so the loss floors near 1e-12 of its initial value).
+FLOORS = {"float64": 1e-20, "float32": 1e-9, "tf32": 1e-5}
+
+
+def fit_rate(steps: np.ndarray, losses: np.ndarray, floor: float = 1e-9
+             ) -> tuple[float, float, int]:
+    """Per-step linear convergence factor of the loss over its geometric phase.
+
+    The phase starts once the loss is below half its initial value (past the transient of
+    the fast modes) and ends where it reaches ``floor`` times the initial value (round-off;
+    see FLOORS). Returns (rate, R^2 of the log-linear fit, number of points); NaN if fewer
+    than 3 points.
+    """
+    steps, losses = np.asarray(steps, float), np.asarray(losses, float)
+    ok = np.isfinite(losses) & (losses > 0)
+    steps, losses = steps[ok], losses[ok]
+    if len(losses) < 3:
+        return math.nan, math.nan, len(losses)
+    phase = (losses <= 0.5 * losses[0]) & (losses >= floor * losses[0])
+    if phase.sum() < 3:
+        phase = losses >= floor * losses[0]
+    if phase.sum() < 3:
+        return math.nan, math.nan, int(phase.sum())
+    t, logl = steps[phase], np.log(losses[phase])
+    slope, intercept = np.polyfit(t, logl, 1)
+    pred = slope * t + intercept
+    ss_tot = float(((logl - logl.mean()) ** 2).sum())
+    r2 = 1.0 - float(((logl - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    return float(math.exp(slope)), r2, int(phase.sum())

@@ -14,21 +14,34 @@ directory resumes from the checkpoint, and a finished run is not redone.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .data import Dataset, DataSpec, load_dataset
+# Configuration and run-directory names are re-exported: `from overdeq.train import ...`
+# is how the CLI, the benchmarks and the tests reach them.
+from .config import (  # noqa: F401
+    GRADIENTS,
+    LEGACY_SOLVER,
+    LOSSES,
+    MODES,
+    PRECISIONS,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    check_contraction,
+    derive_seed,
+    make_run_config,
+)
+from .data import Dataset, load_dataset
 from .implicit import SolveStats, WarmStart, deq_output, released_output
-from .io import atomic_torch_save, read_json, write_csv, write_json
-from .model import DEQ, DEQConfig, contraction_bound
+from .io import atomic_torch_save, write_csv
+from .model import DEQ
 from .monitor import (
     PowerNorm,
     exact_spectral_norm,
@@ -37,175 +50,22 @@ from .monitor import (
     relative_movement,
     tangent_gram,
 )
-from .provenance import config_hash, provenance
+from .rundir import (  # noqa: F401
+    CHECKPOINT_FORMAT,
+    HISTORY_COLUMNS,
+    RunResult,
+    finished_run,
+    load_checkpoint,
+    summarise,
+    write_final,
+    write_spectrum,
+)
 from .solvers import SolverConfig
+from .theory import FLOORS, fit_rate  # noqa: F401
 
 __all__ = ["TrainConfig", "RunConfig", "MODES", "PRECISIONS", "LOSSES", "GRADIENTS",
-           "make_run_config", "train", "fit_rate", "FLOORS", "derive_seed", "RunResult", "ConfigError"]
-
-MODES = ("paper", "legacy")
-PRECISIONS = ("float32", "tf32", "float64")
-LOSSES = ("half_sse", "sse")  # 1/2 sum of squares (paper) | sum of squares (released code)
-GRADIENTS = ("implicit", "released")
-HISTORY_COLUMNS = [
-    "step", "loss", "lambda_min", "w_norm", "lipschitz", "w_norm_exact", "fwd_iters",
-    "bwd_iters", "fwd_residual", "bwd_residual", "fwd_converged", "bwd_converged",
-    "move_W", "move_U", "move_a", "lambda_min_legacy", "w_norm_legacy",
-]
-
-
-CHECKPOINT_FORMAT = 2  # bump when the checkpoint's contents change
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names the flag and what is allowed."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train: step size, loss, gradient method, solvers, monitoring, checkpoints."""
-
-    steps: int = 1000
-    lr: float | None = None  # None: calibrate eta = lr_scale / lambda_max(Theta_0)
-    lr_scale: float = 0.5
-    loss: str = "half_sse"
-    gradient: str = "implicit"
-    forward: SolverConfig = SolverConfig(name="picard", tol=1e-6, max_iter=300)
-    backward: SolverConfig = SolverConfig(name="picard", tol=1e-6, max_iter=300)
-    warm_start: bool = True
-    log_every: int = 10
-    audit_every: int = 0  # exact ||W||_2 every k-th log (0: first and last log only)
-    power_iters: int = 3
-    legacy_readouts: bool = False  # also log the released code's unordered-eig readouts
-    checkpoint_every: int = 200
-    patience: int = 3  # consecutive steps with an unconverged solve before "diverged"
-    precision: str = "float32"
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ConfigError(f"--steps must be >= 0, got {self.steps}")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
-        if not self.lr_scale > 0:
-            raise ConfigError(f"--lr-scale must be > 0, got {self.lr_scale}")
-        for flag, value, allowed in (("--loss", self.loss, LOSSES),
-                                     ("--gradient", self.gradient, GRADIENTS),
-                                     ("--precision", self.precision, PRECISIONS)):
-            if value not in allowed:
-                raise ConfigError(f"{flag} {value!r} is not valid; choose one of {list(allowed)}")
-        if self.log_every < 1:
-            raise ConfigError(f"--log-every must be >= 1, got {self.log_every}")
-        if self.checkpoint_every < 1:
-            raise ConfigError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
-        if self.patience < 1:
-            raise ConfigError(f"--patience must be >= 1, got {self.patience}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a run's numbers (its hash keys checkpoints and results)."""
-
-    mode: str
-    data: DataSpec
-    model: DEQConfig
-    train: TrainConfig
-    seeds: dict[str, int] = field(default_factory=dict)
-    allow_expansive: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["data"]["classes"] = list(self.data.classes)
-        return d
-
-    @property
-    def hash(self) -> str:
-        # device and checkpoint cadence do not change the numbers the run produces
-        d = self.to_dict()
-        for key in ("device", "checkpoint_every"):
-            d["train"].pop(key)
-        return config_hash(d)
-
-
-def derive_seed(base: int, name: str) -> int:
-    """An independent 31-bit seed per random object, from one base seed."""
-    return int.from_bytes(hashlib.sha256(f"{base}:{name}".encode()).digest()[:4], "little") >> 1
-
-
-LEGACY_SOLVER = SolverConfig(name="anderson", tol=1e-2, max_iter=25, criterion="global",
-                             history=5, ridge=1e-4, ridge_mode="absolute", beta=1.0)
-
-
-def make_run_config(
-    *,
-    mode: str = "paper",
-    data: DataSpec,
-    width: int,
-    seed: int = 0,
-    data_seed: int = 0,
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
-    sigma_a: float = 1.0,
-    allow_expansive: bool = False,
-    **overrides: Any,
-) -> RunConfig:
-    """Build a run from a mode preset plus explicit overrides (one keyword per quirk).
-
-    ``paper``: no biases, 1/2-sum loss, exact implicit gradient, Picard with tolerance 1e-6
-    and warm starts, calibrated step. ``legacy``: the released code -- biases, sum loss,
-    Anderson (history 5, absolute ridge 1e-4, global tolerance 1e-2, 25 iterations, cold
-    start), one extra layer application with a hook-based backward. Its width-scale bug is a
-    separate switch (``width_scale``) so an ablation can flip it alone.
-    Overrides: any TrainConfig field, plus ``biases`` and ``width_scale``.
-    """
-    if mode not in MODES:
-        raise ConfigError(f"--mode {mode!r} is not valid; choose one of {list(MODES)}")
-    biases = overrides.pop("biases", mode == "legacy")
-    width_scale = overrides.pop("width_scale", None)
-    if mode == "legacy":
-        preset: dict[str, Any] = dict(loss="sse", gradient="released", forward=LEGACY_SOLVER,
-                                      backward=LEGACY_SOLVER, warm_start=False)
-    else:
-        preset = {}
-    unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown training options {sorted(unknown)}")
-    train_cfg = TrainConfig(**{**preset, **overrides})
-    try:
-        model_cfg = DEQConfig(d=1, width=width, sigma_w=sigma_w, sigma_u=sigma_u,
-                              sigma_a=sigma_a, biases=biases, width_scale=width_scale)
-    except ValueError as exc:
-        raise ConfigError(f"--{str(exc).replace('_', '-')}") from None
-    seeds = {k: derive_seed(seed, k) for k in ("W", "U", "a", "bias")}
-    seeds.update(seed=seed, data_seed=data_seed)
-    data = replace(data, seed=derive_seed(data_seed, "data"),
-                   label_seed=derive_seed(data_seed, "labels"))
-    run = RunConfig(mode=mode, data=data, model=model_cfg, train=train_cfg, seeds=seeds,
-                    allow_expansive=allow_expansive)
-    check_contraction(run)
-    return run
-
-
-def check_contraction(run: RunConfig) -> None:
-    """Paper mode promises a unique equilibrium: refuse an expansive map unless overridden."""
-    bound = contraction_bound(run.model.sigma_w, run.model.width, run.model.width_scale)
-    if run.mode == "paper" and bound >= 1.0 and not run.allow_expansive:
-        raise ConfigError(
-            f"--sigma-w {run.model.sigma_w} gives s*||W||_2 ~= 2*sigma_w = {bound:.2f} >= 1 at "
-            "init: the layer map is not a contraction, so the equilibrium may not exist or be "
-            "unique. Use --sigma-w below 0.5, or pass --allow-expansive to run anyway."
-        )
-
-
-@dataclass(frozen=True)
-class RunResult:
-    summary: dict[str, Any]
-    history: list[dict[str, Any]]
-    resumed_from: int | None  # step of the checkpoint resumed from, if any
-    skipped: bool  # True when a finished run was found and nothing was computed
-
-
-# ---------------------------------------------------------------------------------------
+           "make_run_config", "train", "fit_rate", "FLOORS", "derive_seed", "RunResult",
+           "ConfigError"]
 
 
 def _set_precision(precision: str) -> torch.dtype:
@@ -213,38 +73,6 @@ def _set_precision(precision: str) -> torch.dtype:
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     return torch.float64 if precision == "float64" else torch.float32
-
-
-# Below this fraction of the initial loss, round-off flattens the curve (float32 equilibria
-# are accurate to ~1e-7, so the loss floors near 1e-12 of its initial value).
-FLOORS = {"float64": 1e-20, "float32": 1e-9, "tf32": 1e-5}
-
-
-def fit_rate(steps: np.ndarray, losses: np.ndarray, floor: float = 1e-9
-             ) -> tuple[float, float, int]:
-    """Per-step linear convergence factor of the loss over its geometric phase.
-
-    The phase starts once the loss is below half its initial value (past the transient of
-    the fast modes) and ends where it reaches ``floor`` times the initial value (round-off;
-    see FLOORS). Returns (rate, R^2 of the log-linear fit, number of points); NaN if fewer
-    than 3 points.
-    """
-    steps, losses = np.asarray(steps, float), np.asarray(losses, float)
-    ok = np.isfinite(losses) & (losses > 0)
-    steps, losses = steps[ok], losses[ok]
-    if len(losses) < 3:
-        return math.nan, math.nan, len(losses)
-    phase = (losses <= 0.5 * losses[0]) & (losses >= floor * losses[0])
-    if phase.sum() < 3:
-        phase = losses >= floor * losses[0]
-    if phase.sum() < 3:
-        return math.nan, math.nan, int(phase.sum())
-    t, logl = steps[phase], np.log(losses[phase])
-    slope, intercept = np.polyfit(t, logl, 1)
-    pred = slope * t + intercept
-    ss_tot = float(((logl - logl.mean()) ** 2).sum())
-    r2 = 1.0 - float(((logl - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
-    return float(math.exp(slope)), r2, int(phase.sum())
 
 
 class _Progress:
@@ -324,7 +152,7 @@ def train(
     out = Path(out) if out is not None else None
     rhash = run.hash
     if out is not None:
-        done = _finished(out, rhash, overwrite)
+        done = finished_run(out, rhash, overwrite)
         if done is not None:
             return done
         out.mkdir(parents=True, exist_ok=True)
@@ -354,7 +182,7 @@ def train(
     step, unconverged, elapsed_before = 0, 0, 0.0
     resumed_from = None
     ckpt = out / "checkpoint.pt" if out is not None else None
-    state = _load_checkpoint(ckpt, rhash, overwrite) if ckpt is not None else None
+    state = load_checkpoint(ckpt, rhash, overwrite) if ckpt is not None else None
     if state is not None:
         model.load_state_dict(state["params"])
         warm.load_state_dict(state["warm"], device)
@@ -375,14 +203,14 @@ def train(
     if cfg.lr is None and "calibrated_lr" not in calib:
         reason = (f"the step could not be calibrated at step 0: {calib['error']}; the layer "
                   "map is probably not a contraction. Pass --lr to train anyway.")
-        summary = _summarise(run, [], "diverged", reason, 0, math.nan, calib, 0)
+        summary = summarise(run, [], "diverged", reason, 0, math.nan, calib, 0)
         summary["tags"] = dict(tags or {})
-        return _write_final(out, run, rhash, summary, [], ds, device, cfg, t_start, None)
+        return write_final(out, run, rhash, summary, [], ds, device, cfg, t_start, None)
     lr = cfg.lr if cfg.lr is not None else calib["calibrated_lr"]
     for group in opt.param_groups:
         group["lr"] = lr
     if out is not None and state is None:
-        _write_spectrum(out, calib, X, y)
+        write_spectrum(out, calib, X, y)
 
     forward = released_output if cfg.gradient == "released" else deq_output
     fwd_kwargs: dict[str, Any] = dict(forward=cfg.forward, backward=cfg.backward)
@@ -452,29 +280,12 @@ def train(
                              history=history, resumed_from=resumed_from, skipped=False)
     bar.close()
 
-    summary = _summarise(run, history, status, reason, step, lr, calib, n_logs_total)
+    summary = summarise(run, history, status, reason, step, lr, calib, n_logs_total)
     summary["tags"] = dict(tags or {})
     if out is not None:
         save_checkpoint()
-    return _write_final(out, run, rhash, summary, history, ds, device, cfg,
+    return write_final(out, run, rhash, summary, history, ds, device, cfg,
                         t_start - elapsed_before, resumed_from)
-
-
-def _write_final(out: Path | None, run: RunConfig, rhash: str, summary: dict,
-                 history: list[dict], ds: Dataset, device: torch.device, cfg: TrainConfig,
-                 t_start: float, resumed_from: int | None) -> RunResult:
-    """Attach provenance and write history.csv and summary.json (last, atomically)."""
-    wall = time.perf_counter() - t_start
-    summary["provenance"] = provenance(config=run.to_dict(), device=device,
-                                       precision=cfg.precision, seeds=run.seeds, wall_time_s=wall)
-    summary["provenance"]["resumed_from_step"] = resumed_from
-    summary["config"] = run.to_dict()
-    summary["config_hash"] = rhash
-    summary["data_meta"] = ds.meta
-    if out is not None:
-        write_csv(out / "history.csv", history, HISTORY_COLUMNS)
-        write_json(out / "summary.json", summary)
-    return RunResult(summary=summary, history=history, resumed_from=resumed_from, skipped=False)
 
 
 def _monitor(model: DEQ, stats: SolveStats, init: dict, power: PowerNorm, loss: float,
@@ -498,101 +309,3 @@ def _monitor(model: DEQ, stats: SolveStats, init: dict, power: PowerNorm, loss: 
     if cfg.legacy_readouts:
         row.update(legacy_readouts(stats.z, model.W, m))
     return row
-
-
-def _summarise(run: RunConfig, history: list[dict], status: str, reason: str, step: int,
-               lr: float, calib: dict, n_logs_total: int) -> dict[str, Any]:
-    steps = np.array([r["step"] for r in history], float)
-    losses = np.array([r["loss"] for r in history], float)
-    lam = np.array([r["lambda_min"] for r in history], float)
-    wn = np.array([r["w_norm"] for r in history], float)
-    lip = np.array([r["lipschitz"] for r in history], float)
-    exact = [r["w_norm_exact"] for r in history if r.get("w_norm_exact") is not None]
-    rate, r2, npts = fit_rate(steps, losses, FLOORS[run.train.precision])
-    finite = lambda a: float(np.nanmax(a)) if len(a) and np.isfinite(a).any() else math.nan  # noqa: E731
-    return {
-        "status": status,
-        "reason": reason,
-        "steps_done": step,
-        "steps": run.train.steps,
-        "initial_loss": float(losses[0]) if len(losses) else math.nan,
-        "final_loss": float(losses[-1]) if len(losses) else math.nan,
-        "lambda_0": float(lam[0]) if len(lam) else math.nan,
-        "min_lambda_min": float(np.nanmin(lam)) if len(lam) else math.nan,
-        "min_lambda_ratio": float(np.nanmin(lam) / lam[0]) if len(lam) else math.nan,
-        "max_w_norm": finite(wn),
-        "max_w_norm_exact": max(exact) if exact else math.nan,
-        "max_lipschitz": finite(lip),
-        "rate": rate,
-        "rate_r2": r2,
-        "rate_points": npts,
-        "lr": lr,
-        "lr_source": "given" if run.train.lr is not None else "calibrated",
-        "theta0_lambda_max": calib.get("theta0_lambda_max", math.nan),
-        "theta0_lambda_min": calib.get("theta0_lambda_min", math.nan),
-        "mean_fwd_iters": float(np.mean([r["fwd_iters"] for r in history])) if history else math.nan,
-        "mean_bwd_iters": float(np.mean([r["bwd_iters"] for r in history
-                                         if r.get("bwd_iters") is not None] or [math.nan])),
-        "final_move_W": history[-1].get("move_W", math.nan) if history else math.nan,
-        "final_move_U": history[-1].get("move_U", math.nan) if history else math.nan,
-        "final_move_a": history[-1].get("move_a", math.nan) if history else math.nan,
-    }
-
-
-def _write_spectrum(out: Path, calib: dict, X: torch.Tensor, y: torch.Tensor) -> None:
-    import io
-
-    from .io import atomic_write_bytes
-
-    if "evals" not in calib:
-        return
-    buf = io.BytesIO()
-    np.savez(buf, evals=calib["evals"], coeffs=calib["coeffs"])
-    atomic_write_bytes(out / "spectrum.npz", buf.getvalue())
-
-
-def _finished(out: Path, rhash: str, overwrite: bool) -> RunResult | None:
-    """A finished run with the same configuration in ``out``, or None if work remains."""
-    summary_path = out / "summary.json"
-    if not summary_path.is_file():
-        return None
-    try:
-        summary = read_json(summary_path)
-    except ValueError:
-        return None  # unreadable (should not happen with atomic writes): recompute
-    if summary.get("config_hash") == rhash:
-        from .io import read_csv
-
-        hist = read_csv(out / "history.csv") if (out / "history.csv").is_file() else []
-        return RunResult(summary=summary, history=hist, resumed_from=None, skipped=True)
-    if not overwrite:
-        raise ConfigError(
-            f"{out} already holds a run with a different configuration "
-            f"(hash {summary.get('config_hash')} there, {rhash} now). Choose another --out, "
-            "or pass --overwrite to replace it."
-        )
-    return None
-
-
-def _load_checkpoint(ckpt: Path, rhash: str, overwrite: bool) -> dict | None:
-    if not ckpt.is_file():
-        return None
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    if state.get("format") != CHECKPOINT_FORMAT:
-        if not overwrite:
-            raise ConfigError(
-                f"{ckpt} was written by another version of overdeq (checkpoint format "
-                f"{state.get('format')}, this version reads {CHECKPOINT_FORMAT}). Pass "
-                "--overwrite to start over there, or use another --out."
-            )
-        return None
-    if state.get("config_hash") != rhash:
-        if not overwrite:
-            raise ConfigError(
-                f"{ckpt} was written by a different configuration (hash "
-                f"{state.get('config_hash')} there, {rhash} now). Choose another --out, or "
-                "pass --overwrite to start this configuration from scratch there."
-            )
-        return None
-    return state
-

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..argtypes import positive_int
 from .core import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .download import network_allowed
 
@@ -26,17 +27,6 @@ __all__ = ["register", "FETCHABLE"]
 FETCHABLE = ("mnist", "cifar10")
 
 
-def _positive_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
-        return value
-
-    return parse
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
@@ -59,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = data_sub.add_parser("prepare", help="select, normalise and label a data set; write .npz")
     q.add_argument("--data", required=True, choices=list(DATASETS))
-    q.add_argument("--n", type=_positive_int("--n"), required=True, help="number of samples")
-    q.add_argument("--d", type=_positive_int("--d"), default=None,
+    q.add_argument("--n", type=positive_int("--n"), required=True, help="number of samples")
+    q.add_argument("--d", type=positive_int("--d"), default=None,
                    help="input dimension (synthetic data sets only)")
     q.add_argument("--data-seed", type=int, default=0,
                    help="seed of the subset and the labels (same meaning as in 'train')")

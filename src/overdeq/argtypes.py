@@ -1,0 +1,40 @@
+"""argparse types shared by the subcommands: a bad value names the flag and what is allowed."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+__all__ = ["positive_int", "positive_float"]
+
+
+def positive_int(flag: str) -> Callable[[str], int]:
+    """An integer >= 1 for ``flag``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(flag: str) -> Callable[[str], float]:
+    """A finite number > 0 for ``flag``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a positive finite number, got {value}")
+        return value
+
+    return parse

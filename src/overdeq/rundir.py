@@ -1,0 +1,156 @@
+"""A run directory: checkpoints, resume, the summary and the files a run leaves behind.
+
+    history.csv    one row per logged step (HISTORY_COLUMNS)
+    summary.json   status, headline numbers, provenance, the config and its hash
+    spectrum.npz   eigen-decomposition of Theta_0 and r_0 in its basis (for E6)
+    checkpoint.pt  parameters, warm-start buffers, RNG states, history so far
+
+All writes are atomic. A directory holding a finished run of the same configuration is
+returned as is; one of a different configuration is refused unless overwriting is asked for.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import ConfigError, RunConfig, TrainConfig
+from .data import Dataset
+from .io import atomic_write_bytes, read_csv, read_json, write_csv, write_json
+from .provenance import provenance
+from .theory import FLOORS, fit_rate
+
+__all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RunResult", "summarise", "write_final",
+           "write_spectrum", "finished_run", "load_checkpoint"]
+
+HISTORY_COLUMNS = [
+    "step", "loss", "lambda_min", "w_norm", "lipschitz", "w_norm_exact", "fwd_iters",
+    "bwd_iters", "fwd_residual", "bwd_residual", "fwd_converged", "bwd_converged",
+    "move_W", "move_U", "move_a", "lambda_min_legacy", "w_norm_legacy",
+]
+
+
+CHECKPOINT_FORMAT = 2  # bump when the checkpoint's contents change
+
+
+@dataclass(frozen=True)
+class RunResult:
+    summary: dict[str, Any]
+    history: list[dict[str, Any]]
+    resumed_from: int | None  # step of the checkpoint resumed from, if any
+    skipped: bool  # True when a finished run was found and nothing was computed
+
+
+def write_final(out: Path | None, run: RunConfig, rhash: str, summary: dict,
+                 history: list[dict], ds: Dataset, device: torch.device, cfg: TrainConfig,
+                 t_start: float, resumed_from: int | None) -> RunResult:
+    """Attach provenance and write history.csv and summary.json (last, atomically)."""
+    wall = time.perf_counter() - t_start
+    summary["provenance"] = provenance(config=run.to_dict(), device=device,
+                                       precision=cfg.precision, seeds=run.seeds, wall_time_s=wall)
+    summary["provenance"]["resumed_from_step"] = resumed_from
+    summary["config"] = run.to_dict()
+    summary["config_hash"] = rhash
+    summary["data_meta"] = ds.meta
+    if out is not None:
+        write_csv(out / "history.csv", history, HISTORY_COLUMNS)
+        write_json(out / "summary.json", summary)
+    return RunResult(summary=summary, history=history, resumed_from=resumed_from, skipped=False)
+
+
+def summarise(run: RunConfig, history: list[dict], status: str, reason: str, step: int,
+               lr: float, calib: dict, n_logs_total: int) -> dict[str, Any]:
+    steps = np.array([r["step"] for r in history], float)
+    losses = np.array([r["loss"] for r in history], float)
+    lam = np.array([r["lambda_min"] for r in history], float)
+    wn = np.array([r["w_norm"] for r in history], float)
+    lip = np.array([r["lipschitz"] for r in history], float)
+    exact = [r["w_norm_exact"] for r in history if r.get("w_norm_exact") is not None]
+    rate, r2, npts = fit_rate(steps, losses, FLOORS[run.train.precision])
+    finite = lambda a: float(np.nanmax(a)) if len(a) and np.isfinite(a).any() else math.nan  # noqa: E731
+    return {
+        "status": status,
+        "reason": reason,
+        "steps_done": step,
+        "steps": run.train.steps,
+        "initial_loss": float(losses[0]) if len(losses) else math.nan,
+        "final_loss": float(losses[-1]) if len(losses) else math.nan,
+        "lambda_0": float(lam[0]) if len(lam) else math.nan,
+        "min_lambda_min": float(np.nanmin(lam)) if len(lam) else math.nan,
+        "min_lambda_ratio": float(np.nanmin(lam) / lam[0]) if len(lam) else math.nan,
+        "max_w_norm": finite(wn),
+        "max_w_norm_exact": max(exact) if exact else math.nan,
+        "max_lipschitz": finite(lip),
+        "rate": rate,
+        "rate_r2": r2,
+        "rate_points": npts,
+        "lr": lr,
+        "lr_source": "given" if run.train.lr is not None else "calibrated",
+        "theta0_lambda_max": calib.get("theta0_lambda_max", math.nan),
+        "theta0_lambda_min": calib.get("theta0_lambda_min", math.nan),
+        "mean_fwd_iters": float(np.mean([r["fwd_iters"] for r in history])) if history else math.nan,
+        "mean_bwd_iters": float(np.mean([r["bwd_iters"] for r in history
+                                         if r.get("bwd_iters") is not None] or [math.nan])),
+        "final_move_W": history[-1].get("move_W", math.nan) if history else math.nan,
+        "final_move_U": history[-1].get("move_U", math.nan) if history else math.nan,
+        "final_move_a": history[-1].get("move_a", math.nan) if history else math.nan,
+    }
+
+
+def write_spectrum(out: Path, calib: dict, X: torch.Tensor, y: torch.Tensor) -> None:
+    if "evals" not in calib:
+        return
+    buf = io.BytesIO()
+    np.savez(buf, evals=calib["evals"], coeffs=calib["coeffs"])
+    atomic_write_bytes(out / "spectrum.npz", buf.getvalue())
+
+
+def finished_run(out: Path, rhash: str, overwrite: bool) -> RunResult | None:
+    """A finished run with the same configuration in ``out``, or None if work remains."""
+    summary_path = out / "summary.json"
+    if not summary_path.is_file():
+        return None
+    try:
+        summary = read_json(summary_path)
+    except ValueError:
+        return None  # unreadable (should not happen with atomic writes): recompute
+    if summary.get("config_hash") == rhash:
+        hist = read_csv(out / "history.csv") if (out / "history.csv").is_file() else []
+        return RunResult(summary=summary, history=hist, resumed_from=None, skipped=True)
+    if not overwrite:
+        raise ConfigError(
+            f"{out} already holds a run with a different configuration "
+            f"(hash {summary.get('config_hash')} there, {rhash} now). Choose another --out, "
+            "or pass --overwrite to replace it."
+        )
+    return None
+
+
+def load_checkpoint(ckpt: Path, rhash: str, overwrite: bool) -> dict | None:
+    if not ckpt.is_file():
+        return None
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        if not overwrite:
+            raise ConfigError(
+                f"{ckpt} was written by another version of overdeq (checkpoint format "
+                f"{state.get('format')}, this version reads {CHECKPOINT_FORMAT}). Pass "
+                "--overwrite to start over there, or use another --out."
+            )
+        return None
+    if state.get("config_hash") != rhash:
+        if not overwrite:
+            raise ConfigError(
+                f"{ckpt} was written by a different configuration (hash "
+                f"{state.get('config_hash')} there, {rhash} now). Choose another --out, or "
+                "pass --overwrite to start this configuration from scratch there."
+            )
+        return None
+    return state
