@@ -177,3 +177,17 @@ def test_fit_rate_recovers_a_geometric_decay():
     assert r2 == pytest.approx(1.0)
     assert npts >= 3
     assert math.isnan(fit_rate(steps[:2], losses[:2])[0])
+
+
+def test_killed_after_the_final_checkpoint_resumes_without_a_duplicate_row(tmp_path):
+    # the last checkpoint is written before summary.json: a kill in between leaves a
+    # finished checkpoint and no summary; the rerun must not log the last step twice
+    run = make_run_config(**SMALL, steps=12, log_every=4, checkpoint_every=5)
+    full = train(run, tmp_path / "full")
+    train(run, tmp_path / "cut")
+    (tmp_path / "cut" / "summary.json").unlink()
+    again = train(run, tmp_path / "cut")
+    assert again.resumed_from == 12
+    assert again.history == full.history
+    assert (tmp_path / "cut" / "history.csv").read_text() == (
+        tmp_path / "full" / "history.csv").read_text()

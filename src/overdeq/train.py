@@ -192,6 +192,10 @@ def train(
         calib = state["calib"]
         torch.set_rng_state(state["rng"]["torch"])
         resumed_from = step
+        if history and int(history[-1]["step"]) == step:
+            # the final checkpoint is written after the last step was logged: that row is
+            # recomputed (identically) below, so drop it rather than log it twice
+            history.pop()
     else:
         # Theta_0 is computed even for a given step: E6 predicts the loss curve from it.
         twin = DEQ(model_cfg, seeds=seeds, dtype=torch.float64, device=device)
