@@ -102,7 +102,7 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
         deadline = time.time() + 120
         while not (out / "checkpoint.pt").exists() and time.time() < deadline:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.0, 1.5))  # anywhere from the first checkpoint to the end
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         subprocess.run(_cli(out, steps), check=True, timeout=300)

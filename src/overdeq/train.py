@@ -192,10 +192,6 @@ def train(
         calib = state["calib"]
         torch.set_rng_state(state["rng"]["torch"])
         resumed_from = step
-        if history and int(history[-1]["step"]) == step:
-            # the final checkpoint is written after the last step was logged: that row is
-            # recomputed (identically) below, so drop it rather than log it twice
-            history.pop()
     else:
         # Theta_0 is computed even for a given step: E6 predicts the loss curve from it.
         twin = DEQ(model_cfg, seeds=seeds, dtype=torch.float64, device=device)
@@ -223,14 +219,19 @@ def train(
     bar = _Progress(cfg.steps, progress)
     n_logs_total = cfg.steps // cfg.log_every + 1
     status, reason = "finished", ""
+    # A checkpoint written after the loop records how it ended: a process killed between it
+    # and summary.json resumes straight to the summary instead of redoing the last step.
+    ended = state.get("ended") if state is not None else None
+    if ended is not None:
+        status, reason = ended
     calls = 0
 
-    def save_checkpoint() -> None:
+    def save_checkpoint(ended: tuple[str, str] | None = None) -> None:
         if ckpt is None:
             return
         atomic_torch_save({
             "format": CHECKPOINT_FORMAT, "config": run.to_dict(), "config_hash": rhash,
-            "step": step,
+            "step": step, "ended": ended,
             "params": model.state_dict(), "warm": warm.state_dict(),
             "power": power.state_dict(), "history": history, "unconverged": unconverged,
             "elapsed": elapsed_before + time.perf_counter() - t_start, "calib": calib,
@@ -239,7 +240,7 @@ def train(
         }, ckpt)
         write_csv(out / "history.csv", history, HISTORY_COLUMNS)
 
-    while step <= cfg.steps:
+    while ended is None and step <= cfg.steps:
         stats = SolveStats()
         out_f = forward(model, X, stats=stats, **fwd_kwargs)
         loss = _loss(out_f, y, cfg.loss)
@@ -286,8 +287,8 @@ def train(
 
     summary = summarise(run, history, status, reason, step, lr, calib, n_logs_total)
     summary["tags"] = dict(tags or {})
-    if out is not None:
-        save_checkpoint()
+    if out is not None and ended is None:
+        save_checkpoint(ended=(status, reason))
     return write_final(out, run, rhash, summary, history, ds, device, cfg,
                         t_start - elapsed_before, resumed_from)
 
