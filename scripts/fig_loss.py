@@ -98,6 +98,9 @@ values = {
     if len(rel) else "n/a",
     "lossRelBestReduction": latex_number(float((rel.final_loss / rel.initial_loss).min()))
     if len(rel) else "n/a",
+    "lossPrecision": ", ".join(sorted(runs["precision"].dropna().unique())),
+    "lossLrScale": latex_number(float(cal.lr_scale.iloc[0]), 2) if len(cal) else "n/a",
+    "lossPatience": latex_number(int(cal.patience.iloc[0])) if len(cal) else "n/a",
 }
 save_figure(fig, FIGURE)
 write_values(VALUES, values)

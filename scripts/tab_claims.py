@@ -72,10 +72,23 @@ atomic_write_text(TABLE, table)
 # %%
 digits = {"0": "Zero", "1": "One", "2": "Two", "3": "Three", "4": "Four", "5": "Five",
           "6": "Six", "7": "Seven", "8": "Eight", "9": "Nine"}
+words = {"PASS": "holds", "FAIL": "does not hold", "n/a": "was not tested"}
+
+
+def spelled(ident: str) -> str:
+    """C3a -> CThreeA: macro names are letters only."""
+    return "".join(digits.get(ch, ch.upper() if i else ch) for i, ch in enumerate(ident))
+
+
 values = {}
 for claim, verdict in report["claims"].items():
-    name = "verdict" + "".join(digits.get(ch, ch) for ch in claim)
-    values[name] = {"PASS": "holds", "FAIL": "does not hold", "n/a": "was not tested"}[verdict]
+    values["verdict" + spelled(claim)] = words[verdict]
+# one verdict and one condition per check, so the text can cite a check (\checkCThreeA,
+# \checkCThreeACondition) and never restates a threshold of its own
+for c in report["checks"]:
+    values["check" + spelled(c["check"])] = words[c["status"]]
+    values["check" + spelled(c["check"]) + "Condition"] = r"\texttt{" + tex_escape(
+        c["condition"] or "n/a") + "}"
 checks = report["checks"]
 values["claimChecks"] = str(len(checks))
 values["claimChecksPassed"] = str(sum(c["status"] == "PASS" for c in checks))

@@ -69,7 +69,10 @@ def test_e2_threshold_fit_on_known_cells():
     cells.append({"data": "x", "n": 256, "ratio": 1, "width": 256, "probability": 0.2})
     fit = E.fit_e2_threshold(cells, probability=0.9)
     by_n = {r["n"]: r for r in fit}
-    assert [by_n[n]["m_star"] for n in (4, 16, 64)] == [16, 128, 1024]
+    # the crossing of 0.9 is interpolated in log(m/n) between the grid ratios around it
+    frac = (0.9 - 0.5) / (0.95 - 0.5)
+    expected = [grid * n * 2 ** (frac - 1) for grid, n in ((4, 4), (8, 16), (16, 64))]
+    assert [by_n[n]["m_star"] for n in (4, 16, 64)] == pytest.approx(expected, rel=1e-12)
     assert math.isnan(by_n[256]["m_star"]) and by_n[4]["fit_points"] == 3
     assert by_n[4]["exponent"] == pytest.approx(1.5, abs=1e-12)
 

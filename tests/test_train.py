@@ -191,3 +191,36 @@ def test_killed_after_the_final_checkpoint_resumes_without_a_duplicate_row(tmp_p
     assert again.history == full.history
     assert (tmp_path / "cut" / "history.csv").read_text() == (
         tmp_path / "full" / "history.csv").read_text()
+
+
+def test_divergence_on_a_logged_step_is_a_status_not_a_traceback(tmp_path):
+    run = make_run_config(data=DataSpec("identity", n=10), width=50, steps=30, lr=3.0,
+                          log_every=1)
+    s = train(run, tmp_path).summary
+    assert s["status"] == "diverged" and "non-finite loss" in s["reason"]
+    rows = read_csv(tmp_path / "history.csv")
+    assert rows[-1]["loss"] == "nan" and len(rows) == s["steps_done"] + 1
+
+
+def test_other_data_with_the_same_flags_does_not_resume(tmp_path):
+    from overdeq.data import Dataset, load_dataset
+
+    run = make_run_config(**SMALL, steps=10, checkpoint_every=5)
+    ds = load_dataset(run.data)
+    first = train(run, tmp_path, dataset=ds)
+    (tmp_path / "summary.json").unlink()  # as Snakemake does before rerunning a job
+    other = Dataset(X=ds.X, y=ds.y[::-1].copy(), name=ds.name, meta=ds.meta)
+    with pytest.raises(ConfigError, match="different configuration"):
+        train(run, tmp_path, dataset=other)
+    again = train(run, tmp_path, dataset=other, overwrite=True)
+    assert again.resumed_from is None
+    assert again.summary["initial_loss"] != first.summary["initial_loss"]
+
+
+def test_provenance_records_every_process_that_worked_on_the_run(tmp_path):
+    run = make_run_config(**SMALL, steps=20, checkpoint_every=5)
+    train(run, tmp_path, stop_after=7)
+    s = train(run, tmp_path).summary
+    segs = s["provenance"]["segments"]
+    assert [(g["from_step"], g["to_step"]) for g in segs] == [(0, 7), (7, 20)]
+    assert s["lambda_star"] > 0 and 0 < s["lambda_0_over_star"] < 1.5

@@ -108,8 +108,13 @@ def test_tiny_tier_end_to_end(tmp_path):
     assert first.returncode == 0, first.stderr[-4000:]
     assert (repo / "paper" / "main.pdf").stat().st_size > 10_000
     report = json.loads((repo / "results" / tier / "verify.json").read_text())
-    assert set(report["claims"]) >= {"C1", "C2", "C3"}
-    assert all(v in ("PASS", "FAIL", "n/a") for v in report["claims"].values())
+    claims = yaml.safe_load((REPO / "config" / "claims.yaml").read_text())["claims"]
+    assert [c["check"] for c in report["checks"]] == [
+        k["id"] for c in claims for k in c["checks"]]
+    # the tiny tier runs every experiment, so every check has a number and a verdict
+    assert all(c["status"] in ("PASS", "FAIL") and c["value"] is not None
+               for c in report["checks"]), report["checks"]
+    assert report["claims"]["C2"] == "PASS"  # ||W/sqrt m|| < 1 holds even at this size
     values = (repo / "paper" / "generated" / "values.tex").read_text()
     assert "\\newcommand{\\verdictCOne}" in values and f"{{{tier}}}" in values
 

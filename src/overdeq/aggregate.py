@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ __all__ = ["run_row", "collect_runs", "stack_histories", "aggregate_runs", "RUN_
 
 RUN_COLUMNS = [
     "run", "dataset", "setting", "mode", "width", "n", "seed", "status", "reason",
-    "steps", "steps_done", "lr", "lr_source", "initial_loss", "final_loss", "rate", "rate_r2",
-    "lambda_0", "min_lambda_min", "min_lambda_ratio", "max_w_norm", "max_w_norm_exact",
+    "steps", "steps_done", "lr", "lr_source", "lr_scale", "patience", "precision_floor",
+    "initial_loss", "final_loss", "rate", "rate_r2", "lambda_0", "lambda_star",
+    "lambda_0_over_star", "min_lambda_min", "min_lambda_ratio", "max_w_norm", "max_w_norm_exact",
     "max_lipschitz", "theta0_lambda_max", "theta0_lambda_min", "mean_fwd_iters",
     "mean_bwd_iters", "final_move_W", "final_move_U", "final_move_a", "wall_time_s",
     "peak_memory_mb", "device", "precision", "git_commit", "config_hash",
@@ -46,6 +48,9 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
         precision=prov.get("precision"),
         git_commit=(prov.get("git") or {}).get("commit"),
         config_hash=s.get("config_hash"),
+        lr_scale=cfg.get("train", {}).get("lr_scale"),
+        patience=cfg.get("train", {}).get("patience"),
+        precision_floor=FLOORS.get(cfg.get("train", {}).get("precision"), math.nan),
     )
     row.update(_predictions(run_dir, s))
     row.update(_readout_errors(run_dir))

@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["positive_int", "positive_float"]
+__all__ = ["positive_int", "nonnegative_int", "positive_float"]
 
 
 def positive_int(flag: str) -> Callable[[str], int]:
@@ -19,6 +19,21 @@ def positive_int(flag: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+def nonnegative_int(flag: str) -> Callable[[str], int]:
+    """An integer >= 0 for ``flag``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 0, got {value}")
         return value
 
     return parse

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .argtypes import positive_float, positive_int
+from .argtypes import nonnegative_int, positive_float, positive_int
 from .data import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .devices import resolve_device
 from .solvers import SOLVERS
@@ -75,7 +75,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("monitoring, output, hardware")
     g.add_argument("--log-every", type=positive_int("--log-every"), default=10)
-    g.add_argument("--audit-every", type=int, default=0,
+    g.add_argument("--audit-every", type=nonnegative_int("--audit-every"), default=0,
                    help="exact ||W||_2 every k-th log (0: first and last only)")
     g.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=200)
     g.add_argument("--precision", choices=list(PRECISIONS), default="float32")
@@ -167,18 +167,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     args.device = resolve_device(args.device, timeout=args.gpu_wait)
     if args.threads:
         torch.set_num_threads(args.threads)
+    classes, labels = tuple(args.classes), args.labels
     if args.data_file is not None:
         dataset = Dataset.load_npz(args.data_file)
         spec_kwargs = dict(name=dataset.name if dataset.name in DATASETS else "identity",
                            n=dataset.n, d=dataset.d)
+        # record what the file holds, not the flags' defaults
+        file_spec = dataset.meta.get("spec", {})
+        classes = tuple(file_spec.get("classes", classes))
+        labels = file_spec.get("labels", labels)
         if args.n != dataset.n:
             raise ConfigError(f"--n {args.n} does not match {args.data_file} ({dataset.n} "
                               "samples); pass --n to match or prepare another file")
     else:
         dataset = None
         spec_kwargs = dict(name=args.data, n=args.n, d=args.d)
-    spec = DataSpec(**spec_kwargs, classes=tuple(args.classes), labels=args.labels,
-                    root=args.data_root)
+    spec = DataSpec(**spec_kwargs, classes=classes, labels=labels, root=args.data_root)
     run = make_run_config(mode=args.mode, data=spec, width=args.width, seed=args.seed,
                           data_seed=args.data_seed, sigma_w=args.sigma_w, sigma_u=args.sigma_u,
                           sigma_a=args.sigma_a, allow_expansive=args.allow_expansive,

@@ -61,6 +61,8 @@ class TrainConfig:
                                      ("--precision", self.precision, PRECISIONS)):
             if value not in allowed:
                 raise ConfigError(f"{flag} {value!r} is not valid; choose one of {list(allowed)}")
+        if self.audit_every < 0:
+            raise ConfigError(f"--audit-every must be >= 0, got {self.audit_every}")
         if self.log_every < 1:
             raise ConfigError(f"--log-every must be >= 1, got {self.log_every}")
         if self.checkpoint_every < 1:

@@ -249,10 +249,13 @@ def summarize_e2(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def fit_e2_threshold(cells: Iterable[Mapping[str, Any]], probability: float = 0.9
                      ) -> list[dict[str, Any]]:
-    """m*(n) = smallest grid width whose probability >= ``probability``; log-log fit m* ~ n^b.
+    """m*(n): the width where P(lambda_0 >= f lambda_*) crosses ``probability``; m* ~ n^b.
 
-    One row per (data, n) with m* (NaN when no grid value reaches it: censored, left out of
-    the fit) and the data set's fitted exponent b repeated on each row.
+    The crossing is interpolated linearly in log(m/n) between the last grid ratio below the
+    probability and the first one at or above it, so the exponent is not quantised to the
+    grid. One row per (data, n) with m* (NaN when no grid value reaches the probability:
+    censored, left out of the fit; the smallest ratio when even it does) and the data set's
+    fitted exponent b repeated on each row.
     """
     by_data: dict[str, dict[int, list[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for c in cells:
@@ -261,9 +264,19 @@ def fit_e2_threshold(cells: Iterable[Mapping[str, Any]], probability: float = 0.
     for name, by_n in sorted(by_data.items()):
         stars = {}
         for n, cs in sorted(by_n.items()):
-            ok = [c for c in sorted(cs, key=lambda c: float(c["ratio"]))
-                  if float(c["probability"]) >= probability]
-            stars[n] = (float(ok[0]["ratio"]), int(ok[0]["width"])) if ok else (math.nan, math.nan)
+            grid = sorted(cs, key=lambda c: float(c["ratio"]))
+            ratios = [float(c["ratio"]) for c in grid]
+            probs = [float(c["probability"]) for c in grid]
+            hit = next((k for k, p in enumerate(probs) if p >= probability), None)
+            if hit is None:
+                stars[n] = (math.nan, math.nan)
+                continue
+            star = ratios[hit]
+            if hit > 0 and probs[hit] > probs[hit - 1]:
+                frac = (probability - probs[hit - 1]) / (probs[hit] - probs[hit - 1])
+                lo, hi = math.log(ratios[hit - 1]), math.log(ratios[hit])
+                star = math.exp(lo + frac * (hi - lo))
+            stars[n] = (star, star * n)
         ns = sorted(stars)
         slope, _ = loglog_slope(ns, [stars[n][1] for n in ns])
         used = sum(math.isfinite(stars[n][1]) for n in ns)

@@ -50,12 +50,18 @@ class RunResult:
 
 def write_final(out: Path | None, run: RunConfig, rhash: str, summary: dict,
                  history: list[dict], ds: Dataset, device: torch.device, cfg: TrainConfig,
-                 t_start: float, resumed_from: int | None) -> RunResult:
-    """Attach provenance and write history.csv and summary.json (last, atomically)."""
+                 t_start: float, resumed_from: int | None,
+                 segments: list[dict[str, Any]]) -> RunResult:
+    """Attach provenance and write history.csv and summary.json (last, atomically).
+
+    ``segments`` lists every process that worked on the run (device, steps, wall time), so
+    a run resumed on another machine says so.
+    """
     wall = time.perf_counter() - t_start
     summary["provenance"] = provenance(config=run.to_dict(), device=device,
                                        precision=cfg.precision, seeds=run.seeds, wall_time_s=wall)
     summary["provenance"]["resumed_from_step"] = resumed_from
+    summary["provenance"]["segments"] = segments
     summary["config"] = run.to_dict()
     summary["config_hash"] = rhash
     summary["data_meta"] = ds.meta
@@ -67,14 +73,19 @@ def write_final(out: Path | None, run: RunConfig, rhash: str, summary: dict,
 
 def summarise(run: RunConfig, history: list[dict], status: str, reason: str, step: int,
                lr: float, calib: dict, n_logs_total: int) -> dict[str, Any]:
-    steps = np.array([r["step"] for r in history], float)
-    losses = np.array([r["loss"] for r in history], float)
-    lam = np.array([r["lambda_min"] for r in history], float)
-    wn = np.array([r["w_norm"] for r in history], float)
-    lip = np.array([r["lipschitz"] for r in history], float)
-    exact = [r["w_norm_exact"] for r in history if r.get("w_norm_exact") is not None]
+    def column(name: str) -> np.ndarray:
+        """One history column as floats; NaN where a row lacks it (a diverged last step)."""
+        return np.array([math.nan if r.get(name) is None else r[name] for r in history], float)
+
+    def finite_max(a: np.ndarray) -> float:
+        return float(np.nanmax(a)) if np.isfinite(a).any() else math.nan
+
+    def finite_min(a: np.ndarray) -> float:
+        return float(np.nanmin(a)) if np.isfinite(a).any() else math.nan
+
+    steps, losses, lam = column("step"), column("loss"), column("lambda_min")
+    wn, lip, exact = column("w_norm"), column("lipschitz"), column("w_norm_exact")
     rate, r2, npts = fit_rate(steps, losses, FLOORS[run.train.precision])
-    finite = lambda a: float(np.nanmax(a)) if len(a) and np.isfinite(a).any() else math.nan  # noqa: E731
     return {
         "status": status,
         "reason": reason,
@@ -83,11 +94,11 @@ def summarise(run: RunConfig, history: list[dict], status: str, reason: str, ste
         "initial_loss": float(losses[0]) if len(losses) else math.nan,
         "final_loss": float(losses[-1]) if len(losses) else math.nan,
         "lambda_0": float(lam[0]) if len(lam) else math.nan,
-        "min_lambda_min": float(np.nanmin(lam)) if len(lam) else math.nan,
-        "min_lambda_ratio": float(np.nanmin(lam) / lam[0]) if len(lam) else math.nan,
-        "max_w_norm": finite(wn),
-        "max_w_norm_exact": max(exact) if exact else math.nan,
-        "max_lipschitz": finite(lip),
+        "min_lambda_min": finite_min(lam),
+        "min_lambda_ratio": finite_min(lam) / lam[0] if len(lam) else math.nan,
+        "max_w_norm": finite_max(wn),
+        "max_w_norm_exact": finite_max(exact),
+        "max_lipschitz": finite_max(lip),
         "rate": rate,
         "rate_r2": r2,
         "rate_points": npts,
@@ -95,9 +106,12 @@ def summarise(run: RunConfig, history: list[dict], status: str, reason: str, ste
         "lr_source": "given" if run.train.lr is not None else "calibrated",
         "theta0_lambda_max": calib.get("theta0_lambda_max", math.nan),
         "theta0_lambda_min": calib.get("theta0_lambda_min", math.nan),
-        "mean_fwd_iters": float(np.mean([r["fwd_iters"] for r in history])) if history else math.nan,
-        "mean_bwd_iters": float(np.mean([r["bwd_iters"] for r in history
-                                         if r.get("bwd_iters") is not None] or [math.nan])),
+        "lambda_star": calib.get("lambda_star", math.nan),
+        "lambda_0_over_star": (float(lam[0]) / calib["lambda_star"]
+                               if len(lam) and calib.get("lambda_star") else math.nan),
+        "mean_fwd_iters": float(np.nanmean(column("fwd_iters"))) if history else math.nan,
+        "mean_bwd_iters": (float(np.nanmean(column("bwd_iters")))
+                           if np.isfinite(column("bwd_iters")).any() else math.nan),
         "final_move_W": history[-1].get("move_W", math.nan) if history else math.nan,
         "final_move_U": history[-1].get("move_U", math.nan) if history else math.nan,
         "final_move_a": history[-1].get("move_a", math.nan) if history else math.nan,

@@ -14,6 +14,7 @@ directory resumes from the checkpoint, and a finished run is not redone.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
@@ -21,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 # Configuration and run-directory names are re-exported: `from overdeq.train import ...`
@@ -41,6 +43,7 @@ from .config import (  # noqa: F401
 from .data import Dataset, load_dataset
 from .implicit import SolveStats, WarmStart, deq_output, released_output
 from .io import atomic_torch_save, write_csv
+from .kernels import lambda_star
 from .model import DEQ
 from .monitor import (
     PowerNorm,
@@ -50,6 +53,7 @@ from .monitor import (
     relative_movement,
     tangent_gram,
 )
+from .provenance import config_hash, device_name
 from .rundir import (  # noqa: F401
     CHECKPOINT_FORMAT,
     HISTORY_COLUMNS,
@@ -66,6 +70,34 @@ from .theory import FLOORS, fit_rate  # noqa: F401
 __all__ = ["TrainConfig", "RunConfig", "MODES", "PRECISIONS", "LOSSES", "GRADIENTS",
            "make_run_config", "train", "fit_rate", "FLOORS", "derive_seed", "RunResult",
            "ConfigError"]
+
+
+def check_device(name: str) -> torch.device:
+    """A torch device that exists here, or a ConfigError naming --device and the choices."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device; use cpu, cuda, cuda:N or "
+                          "cuda:auto") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {name} was requested but no CUDA device is available; "
+                              "use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s), "
+                              f"cuda:0 to cuda:{count - 1}")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {name!r}: only cpu and cuda devices are supported")
+    return device
+
+
+def data_digest(ds: Dataset) -> str:
+    """sha256 of the inputs and targets (float64 bytes), first 16 hex digits."""
+    h = hashlib.sha256()
+    for array in (ds.X, ds.y):
+        h.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _set_precision(precision: str) -> torch.dtype:
@@ -126,7 +158,12 @@ def _calibrate(model: DEQ, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
         r0 = (model.readout(Z) - y).double()
     coeffs = evecs.T @ r0  # r_0 in the eigenbasis of Theta_0
     lam_max = float(evals[-1])
+    try:  # the infinite-width target for lambda_0 (the kernel ignores biases)
+        lam_star = lambda_star(X, sigma_w=model.cfg.sigma_w, sigma_u=model.cfg.sigma_u)
+    except (ValueError, RuntimeError):  # sigma_w^2 >= 2: no finite kernel
+        lam_star = math.nan
     return {"theta0_lambda_max": lam_max, "theta0_lambda_min": float(evals[0]),
+            "lambda_star": lam_star,
             "calibrated_lr": cfg.lr_scale / (loss_factor * lam_max),
             "evals": evals.cpu().numpy(), "coeffs": coeffs.cpu().numpy()}
 
@@ -150,7 +187,13 @@ def train(
     """
     cfg = run.train
     out = Path(out) if out is not None else None
-    rhash = run.hash
+    device = check_device(cfg.device)
+    ds = dataset if dataset is not None else load_dataset(run.data)
+    if ds.n != run.data.n:
+        raise ConfigError(f"the data file holds {ds.n} samples but --n is {run.data.n}")
+    # The arrays themselves are part of the identity of a run: a re-prepared data file
+    # with other contents must not resume (or skip) a run of the old one.
+    rhash = config_hash({"run": run.hash, "data": data_digest(ds)})
     if out is not None:
         done = finished_run(out, rhash, overwrite)
         if done is not None:
@@ -160,14 +203,7 @@ def train(
             stale.unlink()
 
     t_start = time.perf_counter()
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but no CUDA device is available; "
-                          "use --device cpu")
     dtype = _set_precision(cfg.precision)
-    ds = dataset if dataset is not None else load_dataset(run.data)
-    if ds.n != run.data.n:
-        raise ConfigError(f"the data file holds {ds.n} samples but --n is {run.data.n}")
     X, y = ds.tensors(dtype=dtype, device=device)
     model_cfg = replace(run.model, d=ds.d)
     seeds = {k: run.seeds[k] for k in ("W", "U", "a", "bias")}
@@ -181,6 +217,7 @@ def train(
     history: list[dict[str, Any]] = []
     step, unconverged, elapsed_before = 0, 0, 0.0
     resumed_from = None
+    segments: list[dict[str, Any]] = []  # one per process that worked on this run
     ckpt = out / "checkpoint.pt" if out is not None else None
     state = load_checkpoint(ckpt, rhash, overwrite) if ckpt is not None else None
     if state is not None:
@@ -192,6 +229,7 @@ def train(
         calib = state["calib"]
         torch.set_rng_state(state["rng"]["torch"])
         resumed_from = step
+        segments = list(state.get("segments", []))
     else:
         # Theta_0 is computed even for a given step: E6 predicts the loss curve from it.
         twin = DEQ(model_cfg, seeds=seeds, dtype=torch.float64, device=device)
@@ -205,7 +243,7 @@ def train(
                   "map is probably not a contraction. Pass --lr to train anyway.")
         summary = summarise(run, [], "diverged", reason, 0, math.nan, calib, 0)
         summary["tags"] = dict(tags or {})
-        return write_final(out, run, rhash, summary, [], ds, device, cfg, t_start, None)
+        return write_final(out, run, rhash, summary, [], ds, device, cfg, t_start, None, [])
     lr = cfg.lr if cfg.lr is not None else calib["calibrated_lr"]
     for group in opt.param_groups:
         group["lr"] = lr
@@ -218,6 +256,13 @@ def train(
         fwd_kwargs["warm"] = warm if cfg.warm_start else None
     bar = _Progress(cfg.steps, progress)
     n_logs_total = cfg.steps // cfg.log_every + 1
+    first_step = step
+
+    def all_segments() -> list[dict[str, Any]]:
+        """Earlier processes' segments plus this one's, for provenance across resumes."""
+        return segments + [{"device": device_name(device), "from_step": first_step,
+                            "to_step": step, "wall_time_s": time.perf_counter() - t_start}]
+
     status, reason = "finished", ""
     # A checkpoint written after the loop records how it ended: a process killed between it
     # and summary.json resumes straight to the summary instead of redoing the last step.
@@ -234,6 +279,7 @@ def train(
             "step": step, "ended": ended,
             "params": model.state_dict(), "warm": warm.state_dict(),
             "power": power.state_dict(), "history": history, "unconverged": unconverged,
+            "segments": all_segments(),
             "elapsed": elapsed_before + time.perf_counter() - t_start, "calib": calib,
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -245,6 +291,13 @@ def train(
         out_f = forward(model, X, stats=stats, **fwd_kwargs)
         loss = _loss(out_f, y, cfg.loss)
         loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):  # logged as such, without eigensolvers on NaNs
+            history.append({"step": step, "loss": loss_value,
+                            "fwd_iters": stats.forward.iterations,
+                            "fwd_residual": stats.forward.residual,
+                            "fwd_converged": int(stats.forward.converged)})
+            status, reason = "diverged", f"non-finite loss at step {step}"
+            break
         logged = step % cfg.log_every == 0 or step == cfg.steps
         row: dict[str, Any] | None = None
         if logged:
@@ -252,9 +305,6 @@ def train(
             audit = n_log == 0 or step == cfg.steps or (cfg.audit_every and n_log % cfg.audit_every == 0)
             row = _monitor(model, stats, init, power, loss_value, step, audit, cfg)
             history.append(row)
-        if not math.isfinite(loss_value):
-            status, reason = "diverged", f"non-finite loss at step {step}"
-            break
         fwd_ok = stats.forward.converged
         if step == cfg.steps:
             break
@@ -290,7 +340,7 @@ def train(
     if out is not None and ended is None:
         save_checkpoint(ended=(status, reason))
     return write_final(out, run, rhash, summary, history, ds, device, cfg,
-                        t_start - elapsed_before, resumed_from)
+                       t_start - elapsed_before, resumed_from, all_segments())
 
 
 def _monitor(model: DEQ, stats: SolveStats, init: dict, power: PowerNorm, loss: float,

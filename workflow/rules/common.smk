@@ -176,6 +176,7 @@ def train_args(wildcards):
         f"--seed {wildcards.seed}",
         f"--data-seed {DATA_SEED}",
         f"--log-every {TRAINING['log_every']}",
+        f"--audit-every {TRAINING['audit_every']}",
         f"--checkpoint-every {TRAINING['checkpoint_every']}",
         f"--device {COMPUTE['device']}",
         f"--precision {COMPUTE['precision']}",

@@ -91,8 +91,9 @@ rule fig_ablations:
     benchmark:
         f"{BENCH}/figures/fig_ablations.tsv"
     params:
-        dataset=ABLATIONS["gradient_error"]["dataset"],
-        width=ABLATIONS["gradient_error"]["width"],
+        dataset=TRAINING["grids"]["ablations"]["datasets"][0],
+        width=TRAINING["grids"]["ablations"]["widths"][0],
+        seed=TRAINING["grids"]["ablations"]["seeds"][0],
     conda:
         ENV_PY
     script:

@@ -95,7 +95,15 @@ class Dataset:
         if not path.is_file():
             raise FileNotFoundError(f"prepared data file {path} does not exist; create it with "
                                     "'overdeq data prepare' or the workflow's data rules")
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path} is not a prepared overdeq data file (.npz): {exc}. Create "
+                             "one with 'overdeq data prepare ... --out FILE.npz'") from None
+        if not hasattr(z, "files"):
+            raise ValueError(f"{path} holds a bare array, not a prepared overdeq data file; "
+                             "create one with 'overdeq data prepare ... --out FILE.npz'")
+        with z:
             missing = {"X", "y", "name", "meta"} - set(z.files)
             if missing:
                 raise ValueError(f"{path} is not a prepared overdeq data file "
