@@ -147,7 +147,8 @@ def test_workflow_config_passes_the_cli_checks(configfile):
     section = yaml.safe_load((ROOT / configfile).read_text())["random_deq"]
     assert set(section) == {"device", *C.EXPERIMENTS}
     for exp in C.EXPERIMENTS:
-        assert set(section[exp]) == set(E.DEFAULTS[exp]) - {"device"}, exp  # all keys explicit
+        # every key explicit, except the device and the data root (workflow-level settings)
+        assert set(section[exp]) == set(E.DEFAULTS[exp]) - {"device", "data_root"}, exp
         C.check_params(exp, {**section[exp], "device": section["device"]})
 
 
@@ -159,4 +160,4 @@ def test_schema_enums_match_the_library():
     assert rd["properties"]["e3"]["properties"]["w_norm"]["enum"] == list(W_NORMS)
     assert rd["$defs"]["kernel_sigma_w"]["exclusiveMaximum"] == math.sqrt(2)
     for exp in C.EXPERIMENTS:
-        assert set(rd["properties"][exp]["properties"]) == set(E.DEFAULTS[exp]) - {"device"}
+        assert set(rd["properties"][exp]["properties"]) == set(E.DEFAULTS[exp]) - {"device", "data_root"}

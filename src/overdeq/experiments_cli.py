@@ -115,6 +115,7 @@ _COMMON_CHECKS = {
     "dtype": _choice(DTYPES, many=False),
     "device": _device,
     "budget_bytes": _optional_int(1),
+    "data_root": lambda v: None if isinstance(v, str) and v else "a folder name",
 }
 CHECKS: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "e1": {**_COMMON_CHECKS, "data": _choice(DATASETS, many=True), "n": _int(1),
@@ -201,6 +202,8 @@ def _cmd_random_deq(args: argparse.Namespace) -> int:
                          "drop --summary")
     if args.device is not None:
         params["device"] = args.device
+    if args.data_root is not None:
+        params["data_root"] = args.data_root
     device = params.get("device", "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device is available; use --device cpu")
@@ -251,6 +254,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="resolved parameters and provenance (.json)")
     p.add_argument("--device", type=_device_flag, default=None,
                    help="cpu, cuda or cuda:N (overrides the 'device' parameter)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding raw/mnist/ and raw/cifar-10/ (overrides the params)")
     p.add_argument("--threads", type=positive_int("--threads"), default=None,
                    help="CPU threads for torch (default: torch's choice)")
     p.set_defaults(func=_cmd_random_deq)

@@ -71,6 +71,10 @@ def regime(sigma_w: float) -> str:
     return "mean-field" if sigma_w**2 < 2 else "divergent"
 
 
+for _defaults in DEFAULTS.values():
+    _defaults.setdefault("data_root", "data")  # where raw MNIST / CIFAR-10 files live
+
+
 def _params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     defaults = DEFAULTS[name]
     unknown = sorted(set(params) - set(defaults))
@@ -93,14 +97,15 @@ def _names(data: str | Iterable[str]) -> list[str]:
     return [data] if isinstance(data, str) else list(data)
 
 
-def _inputs(name: str, n: int, d: int | None, seed: int) -> tuple[np.ndarray, int]:
-    """Unit-norm inputs X (n, d) of data set ``name``.
+def _inputs(name: str, n: int, d: int | None, seed: int, root: str = "data"
+            ) -> tuple[np.ndarray, int]:
+    """Unit-norm inputs X (n, d) of data set ``name`` (raw files of real data under ``root``).
 
     ``d`` is the Gaussian input dimension (None: d = n); identity rows always use d = n (more
     columns would not change any Gram); other data sets have their own d.
     """
     dims = {"identity": n, "gaussian": d or n}
-    spec = DataSpec(name, n=n, d=dims.get(name), seed=seed)
+    spec = DataSpec(name, n=n, d=dims.get(name), seed=seed, root=root)
     ds = load_dataset(spec)
     return ds.X, ds.d
 
@@ -135,7 +140,7 @@ def run_e1(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     p = _params("e1", params)
     rows: list[dict[str, Any]] = []
     for name in _names(p["data"]):
-        X, d = _inputs(name, p["n"], p["d"], p["data_seed"])
+        X, d = _inputs(name, p["n"], p["d"], p["data_seed"], p["data_root"])
         kw = {"sigma_w": p["sigma_w"], "sigma_u": p["sigma_u"]}
         K = deq_conjugate_kernel(X, **kw)
         lam_K = lambda_min(K)
@@ -203,7 +208,7 @@ def run_e2(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in _names(p["data"]):
         for n in p["ns"]:
-            X, d = _inputs(name, n, p["d"], p["data_seed"])
+            X, d = _inputs(name, n, p["d"], p["data_seed"], p["data_root"])
             lam_star = lambda_min(deq_conjugate_kernel(X, sigma_w=p["sigma_w"],
                                                        sigma_u=p["sigma_u"]))
             for ratio in p["ratios"]:
@@ -290,7 +295,7 @@ def fit_e2_threshold(cells: Iterable[Mapping[str, Any]], probability: float = 0.
 def run_e3(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """E3 rows: one per (sigma_w, seed): ||W/sqrt(m)||_2, forward iterations, convergence."""
     p = _params("e3", params)
-    X, d = _inputs(p["data"], p["n"], p["d"], p["data_seed"])
+    X, d = _inputs(p["data"], p["n"], p["d"], p["data_seed"], p["data_root"])
     solver = _solver(p, tol=p["tol"], max_iter=p["max_iter"])
     rows: list[dict[str, Any]] = []
     for sw in p["sigma_ws"]:
@@ -326,7 +331,7 @@ def run_e10(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     p = _params("e10", params)
     rows: list[dict[str, Any]] = []
     for name in _names(p["data"]):
-        X, d = _inputs(name, p["n"], p["d"], p["data_seed"])
+        X, d = _inputs(name, p["n"], p["d"], p["data_seed"], p["data_root"])
         for sw in p["sigma_ws"]:
             K = deq_conjugate_kernel(X, sigma_w=sw, sigma_u=p["sigma_u"])
             T = deq_tangent_kernel(X, sigma_w=sw, sigma_u=p["sigma_u"], sigma_a=p["sigma_a"], K=K)

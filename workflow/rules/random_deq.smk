@@ -12,8 +12,11 @@ RANDOM_DEQ_DIR = f"{RES}/random_deq"
 RANDOM_DEQ_GPUS = 0 if RANDOM_DEQ["device"] == "cpu" else 1
 RANDOM_DEQ_EXPERIMENTS = ("e1", "e2", "e3", "e10")
 # each experiment's parameters, as the JSON object `overdeq random-deq` reads
+# (with the data root, so real data sets are read from the files the fetch rules placed)
 RANDOM_DEQ_JSON = {
-    exp: json.dumps(RANDOM_DEQ[exp], sort_keys=True, separators=(",", ":"))
+    exp: json.dumps(
+        {**RANDOM_DEQ[exp], "data_root": DATA_ROOT}, sort_keys=True, separators=(",", ":")
+    )
     for exp in RANDOM_DEQ_EXPERIMENTS
 }
 # the raw downloads its data sets need (none for synthetic data and the bundled digits)
@@ -53,7 +56,7 @@ rule random_deq_e1:
     conda:
         ENV_PY
     shell:
-        "overdeq random-deq e1 --params-json '{params.json}' --device {params.device}"
+        "OVERDEQ_OFFLINE=1 overdeq random-deq e1 --params-json '{params.json}' --device {params.device}"
         " --out {output.rows} --summary {output.summary} --meta {output.meta}"
         " --threads {threads} > {log} 2>&1"
 
@@ -78,7 +81,7 @@ rule random_deq_e2:
     conda:
         ENV_PY
     shell:
-        "overdeq random-deq e2 --params-json '{params.json}' --device {params.device}"
+        "OVERDEQ_OFFLINE=1 overdeq random-deq e2 --params-json '{params.json}' --device {params.device}"
         " --out {output.rows} --summary {output.summary} --meta {output.meta}"
         " --threads {threads} > {log} 2>&1"
 
@@ -103,7 +106,7 @@ rule random_deq_e3:
     conda:
         ENV_PY
     shell:
-        "overdeq random-deq e3 --params-json '{params.json}' --device {params.device}"
+        "OVERDEQ_OFFLINE=1 overdeq random-deq e3 --params-json '{params.json}' --device {params.device}"
         " --out {output.rows} --summary {output.summary} --meta {output.meta}"
         " --threads {threads} > {log} 2>&1"
 
@@ -126,7 +129,7 @@ rule random_deq_e10:
     conda:
         ENV_PY
     shell:
-        "overdeq random-deq e10 --params-json '{params.json}' --device cpu"
+        "OVERDEQ_OFFLINE=1 overdeq random-deq e10 --params-json '{params.json}' --device cpu"
         " --out {output.rows} --meta {output.meta} --threads {threads} > {log} 2>&1"
 
 
