@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from dataclasses import replace
 
 import torch
+from _timing import timings  # benchmarks/_timing.py (this folder is on sys.path)
 
 from overdeq.data import DataSpec, load_dataset
 from overdeq.implicit import SolveStats, WarmStart, deq_output, released_output
@@ -33,22 +33,6 @@ from overdeq.provenance import device_name
 from overdeq.train import LEGACY_SOLVER, _calibrate, _monitor, _set_precision, make_run_config
 
 RELEASED_LR = 1e-6  # the released random-data script's learning rate
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_epochs(step, epochs: int, device: torch.device) -> list[float]:
-    times = []
-    for _ in range(epochs):
-        _sync(device)
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: int,
@@ -87,9 +71,9 @@ def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: in
         iters["fwd"].append(stats.forward.iterations)
         iters["bwd"].append(stats.backward.iterations)
 
-    _time_epochs(paper_step, warmup, dev)
+    timings(paper_step, warmup, dev)
     iters = {"fwd": [], "bwd": []}
-    paper = _time_epochs(paper_step, epochs, dev)
+    paper = timings(paper_step, epochs, dev)
     paper_iters = (statistics.mean(iters["fwd"]), statistics.mean(iters["bwd"]))
 
     # --- released algorithm -----------------------------------------------------------
@@ -110,11 +94,11 @@ def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: in
         if logging:
             legacy_readouts(stats.z, legacy.W, m, max_dense=10**9)
 
-    _time_epochs(lambda: released_step(False), warmup, dev)
+    timings(lambda: released_step(False), warmup, dev)
     liters = {"fwd": [], "bwd": []}
-    released = _time_epochs(lambda: released_step(False), epochs, dev)
+    released = timings(lambda: released_step(False), epochs, dev)
     rel_iters = (statistics.mean(liters["fwd"]), statistics.mean(liters["bwd"]))
-    logged = _time_epochs(lambda: released_step(True), logged_epochs, dev)
+    logged = timings(lambda: released_step(True), logged_epochs, dev)
 
     p, r, rl = (statistics.median(t) for t in (paper, released, logged))
     return {"n": n, "m": m, "precision": precision, "device": device_name(dev), "lr": paper_lr,

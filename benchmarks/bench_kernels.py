@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from _timing import timings  # benchmarks/_timing.py (this folder is on sys.path)
 
 from overdeq.data import DataSpec, load_dataset
 from overdeq.kernels import (
@@ -31,20 +31,8 @@ from overdeq.random_deq import random_deq_grams
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _median_time(fn: Callable[[], object], repeats: int, device: str = "cpu") -> float:
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(timings(fn, repeats, device))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,12 +67,14 @@ def main(argv: list[str] | None = None) -> None:
 
     for name in args.dtypes:
         dtype = _DTYPES[name]
-        _sync(args.device)
-        t0 = time.perf_counter()
-        (s,) = random_deq_grams(X, width=args.m, seeds=[0], sigma_w=sw, dtype=dtype,
-                                device=args.device)
-        _sync(args.device)
-        t = time.perf_counter() - t0
+        samples = []
+
+        def sample(dtype: torch.dtype = dtype, samples: list = samples) -> None:
+            samples.extend(random_deq_grams(X, width=args.m, seeds=[0], sigma_w=sw, dtype=dtype,
+                                            device=args.device))
+
+        (t,) = timings(sample, 1, args.device)
+        (s,) = samples
         err = float((s.gram - K).norm() / K.norm()) if s.converged else float("nan")
         label = (f"finite-width Gram, n={args.n}, m={args.m}, {name} "
                  f"({s.iterations} it, rel. err vs K {err:.3f})")

@@ -35,7 +35,15 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import NullFormatter
 
-from overdeq.plotting import latex_number, save_figure, use_style, write_values
+from overdeq.plotting import (
+    DATASET_MACROS,
+    DATASET_NAMES,
+    latex_number,
+    save_figure,
+    use_style,
+    words,
+    write_values,
+)
 
 # %% [markdown]
 # Parameters: under Snakemake they come from the rule; interactively, from the defaults.
@@ -56,15 +64,11 @@ except NameError:
 
 EXPONENT_RANGE = (0.75, 1.25)  # theory: 1
 MP_TOL = 0.05
-DATA_LABELS = {"identity": "identity", "gaussian": "Gaussian", "digits": "digits",
-               "mnist": "MNIST", "cifar10": "CIFAR-10"}
-MACRO = {"identity": "Identity", "gaussian": "Gaussian", "digits": "Digits",
-         "mnist": "Mnist", "cifar10": "Cifar"}
 
 rows = pd.read_csv(ROWS)
 cells = pd.read_csv(SUMMARY)
 use_style()
-datasets = [d for d in DATA_LABELS if d in set(cells.data)]
+datasets = [d for d in DATASET_NAMES if d in set(cells.data)]
 fraction = float(rows.fraction.iloc[0])
 probability = float(cells.threshold_probability.iloc[0])
 
@@ -91,7 +95,7 @@ for ax, name in zip(axes, datasets, strict=False):
     ax.plot(ratios, mp_curve, ":", color="0.2", lw=1.2, label=r"$(1-\sqrt{n/m})^2$")
     ax.axhline(fraction, color="0.5", lw=0.6)
     ax.set(xscale="log", xlabel="$m/n$", ylabel=r"$\lambda_0/\lambda_*$",
-           title=f"{DATA_LABELS[name]} inputs", ylim=(0, None))
+           title=f"{DATASET_NAMES[name]} inputs", ylim=(0, None))
 axes[0].legend(frameon=False, fontsize=7)
 
 ax = axes[-1]
@@ -99,7 +103,7 @@ for (name, n), c in cells.groupby(["data", "n"]):
     c = c.sort_values("ratio")
     ax.plot(c.ratio, c.probability, styles[name], color=shades[n], lw=1)
 for name in datasets:  # colours are the n of the other panels; line styles the data sets
-    ax.plot([], [], styles[name], color="0.3", lw=1, label=DATA_LABELS[name])
+    ax.plot([], [], styles[name], color="0.3", lw=1, label=DATASET_NAMES[name])
 ax.axvline(mp_threshold, color="0.2", ls=":", lw=1)
 ax.axhline(probability, color="0.5", lw=0.6)
 ax.set(xscale="log", xlabel="$m/n$", ylabel=rf"$P(\lambda_0 \geq {fraction:g}\,\lambda_*)$",
@@ -130,10 +134,6 @@ def verdict(ok: bool, tested: bool = True) -> str:
     return "not tested" if not tested else ("holds" if ok else "does not hold")
 
 
-def words(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def span(low: str, high: str) -> str:
     """'low to high', or one value when both agree."""
     return low if low == high else f"{low} to {high}"
@@ -141,7 +141,7 @@ def span(low: str, high: str) -> str:
 
 star = thresholds.groupby("data").ratio_star.max()
 values = {
-    "initDatasets": words([DATA_LABELS[d] for d in datasets]),
+    "initDatasets": words([DATASET_NAMES[d] for d in datasets]),
     "initNs": words([latex_number(int(n)) for n in ns]),
     "initNMax": latex_number(int(max(ns))),
     "initWidthMax": latex_number(int(cells.width.max())),
@@ -162,8 +162,8 @@ values = {
     "initMPMaxDev": latex_number(mp_dev, 2),
     "initMPTol": f"{MP_TOL:g}",
     "initVerdictMP": verdict(mp_dev <= MP_TOL, math.isfinite(mp_dev)),
-    **{f"initRatioStar{MACRO[d]}": f"{star[d]:g}" for d in datasets},
-    **{f"initExponent{MACRO[d]}": latex_number(float(exponents[d]), 2) for d in datasets},
+    **{f"initRatioStar{DATASET_MACROS[d]}": f"{star[d]:g}" for d in datasets},
+    **{f"initExponent{DATASET_MACROS[d]}": latex_number(float(exponents[d]), 2) for d in datasets},
 }
 save_figure(fig, FIGURE)
 write_values(VALUES, values)

@@ -33,7 +33,15 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import NullFormatter
 
-from overdeq.plotting import latex_number, save_figure, use_style, write_values
+from overdeq.plotting import (
+    DATASET_MACROS,
+    DATASET_NAMES,
+    latex_number,
+    save_figure,
+    use_style,
+    words,
+    write_values,
+)
 
 # %% [markdown]
 # Parameters: under Snakemake they come from the rule; interactively, from the defaults.
@@ -54,10 +62,6 @@ except NameError:
 SLOPE_RANGE = (-0.7, -0.3)  # theory: -0.5
 UNTIED_RANGE = (2 / 3, 3 / 2)  # deep untied error / DEQ error at equal width
 SETTLE = 0.05  # depth from which error vs K is within 5 % of error vs the depth-l kernel
-DATA_LABELS = {"identity": "identity", "gaussian": "Gaussian", "digits": "digits",
-               "mnist": "MNIST", "cifar10": "CIFAR-10"}
-MACRO = {"identity": "Identity", "gaussian": "Gaussian", "digits": "Digits",
-         "mnist": "Mnist", "cifar10": "Cifar"}
 
 rows = pd.read_csv(ROWS)
 summary = pd.read_csv(SUMMARY)
@@ -70,7 +74,7 @@ use_style()
 deq = rows[(rows.network == "deq") & rows.converged.astype(bool)]
 deq_mean = deq.groupby(["data", "width"], as_index=False)["err_rms"].mean()
 fits = summary[summary.metric == "err_rms"].set_index("data")
-datasets = [d for d in DATA_LABELS if d in set(deq_mean.data)]
+datasets = [d for d in DATASET_NAMES if d in set(deq_mean.data)]
 
 # %% [markdown]
 # Untied networks: seed-mean error against the DEQ kernel K and against their own depth-l
@@ -106,7 +110,7 @@ for name in datasets:
     slope, icpt = fits.loc[name, "slope"], fits.loc[name, "intercept"]
     ax.plot(pts.width, pts.err_rms, "o", color=palette[name], ms=4)
     ax.plot(widths, np.exp(icpt) * widths**slope, "-", color=palette[name], lw=1,
-            label=f"{DATA_LABELS[name]}: slope ${slope:.2f}$")
+            label=f"{DATASET_NAMES[name]}: slope ${slope:.2f}$")
 anchor = deq_mean.err_rms.max() * 1.3
 ax.plot(widths, anchor * (widths / widths[0]) ** -0.5, ":", color="0.3", lw=1,
         label="slope $-1/2$")
@@ -122,7 +126,7 @@ shades = dict(zip(untied_widths, sns.color_palette("viridis", len(untied_widths)
 styles = dict(zip(datasets, ["-", "--", "-.", ":"], strict=False))
 for (name, m), g in by_ref.groupby(["data", "width"]):
     ax.plot(g.depth, g.deq_kernel, styles[name], color=shades[m], lw=1,
-            label=f"$m={m}$, {DATA_LABELS[name]}")
+            label=f"$m={m}$, {DATASET_NAMES[name]}")
 for m in untied_widths:
     ref = deq_mean[deq_mean.width == m].err_rms.mean()
     if np.isfinite(ref):
@@ -146,14 +150,10 @@ def verdict(ok: bool, tested: bool = True) -> str:
     return "not tested" if not tested else ("holds" if ok else "does not hold")
 
 
-def words(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 values = {
     "kernelN": latex_number(int(rows.n.iloc[0])),
     "kernelSigmaW": f"{rows.sigma_w.iloc[0]:g}",
-    "kernelDatasets": words([DATA_LABELS[d] for d in datasets]),
+    "kernelDatasets": words([DATASET_NAMES[d] for d in datasets]),
     "kernelWidthMin": latex_number(int(widths.min())),
     "kernelWidthMax": latex_number(int(widths.max())),
     "kernelWidthCount": latex_number(len(widths)),
@@ -174,7 +174,7 @@ values = {
     "kernelUntiedLow": latex_number(UNTIED_RANGE[0], 2),
     "kernelUntiedHigh": latex_number(UNTIED_RANGE[1], 2),
     "kernelVerdictUntied": verdict(untied_ok, untied_tested),
-    **{f"kernelSlope{MACRO[d]}": latex_number(float(slopes[d]), 2) for d in datasets},
+    **{f"kernelSlope{DATASET_MACROS[d]}": latex_number(float(slopes[d]), 2) for d in datasets},
 }
 save_figure(fig, FIGURE)
 write_values(VALUES, values)

@@ -31,7 +31,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from overdeq.plotting import DATASET_LABELS, latex_number, save_figure, use_style, write_values
+from overdeq.plotting import (
+    DATASET_LABELS,
+    latex_number,
+    save_figure,
+    use_style,
+    words,
+    write_values,
+)
 
 # %%
 try:
@@ -80,10 +87,6 @@ axes[1].minorticks_off()
 # them as a list, so it reads the same whatever data sets a tier trains on).
 
 # %%
-def words(items):
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 per_data = []
 for dataset, g in cal.groupby("dataset"):
     med = g.groupby("width")["exp_error"].median()

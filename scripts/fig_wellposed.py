@@ -35,7 +35,7 @@ import pandas as pd
 
 from overdeq.experiments_random import REGIMES, regime
 from overdeq.io import read_json
-from overdeq.plotting import latex_number, save_figure, use_style, write_values
+from overdeq.plotting import DATASET_NAMES, latex_number, save_figure, use_style, write_values
 
 # %% [markdown]
 # Parameters: under Snakemake they come from the rule; interactively, from the defaults.
@@ -55,8 +55,6 @@ except NameError:
 
 NORM_TOL = 0.05
 DEFAULT_SIGMA_W = 0.4  # the paper's initialisation
-DATA_LABELS = {"identity": "identity", "gaussian": "Gaussian", "digits": "digits",
-               "mnist": "MNIST", "cifar10": "CIFAR-10"}
 
 rows = pd.read_csv(ROWS)
 summary = pd.read_csv(SUMMARY)
@@ -131,7 +129,7 @@ def fraction(part: pd.DataFrame) -> str:
 
 
 values = {
-    "wellposedData": DATA_LABELS[rows.data.iloc[0]],
+    "wellposedData": DATASET_NAMES[rows.data.iloc[0]],
     "wellposedN": latex_number(int(rows.n.iloc[0])),
     "wellposedWidth": latex_number(int(rows.width.iloc[0])),
     "wellposedSeeds": latex_number(int(rows.seed.nunique())),

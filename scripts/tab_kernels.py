@@ -30,7 +30,7 @@ import os
 import pandas as pd
 
 from overdeq.io import atomic_write_text
-from overdeq.plotting import latex_number, write_values
+from overdeq.plotting import DATASET_MACROS, DATASET_NAMES, latex_number, words, write_values
 
 # %% [markdown]
 # Parameters: under Snakemake they come from the rule; interactively, from the defaults.
@@ -45,13 +45,9 @@ except NameError:
     TABLE, VALUES = "paper/generated/tab_kernels.tex", f"results/{TIER}/values/tab_kernels.json"
 
 DEFAULT_SIGMA_W = 0.4  # the paper's initialisation, quoted in the text
-DATA_LABELS = {"identity": "identity", "gaussian": "Gaussian", "digits": "digits",
-               "mnist": "MNIST", "cifar10": "CIFAR-10"}
-MACRO = {"identity": "Identity", "gaussian": "Gaussian", "digits": "Digits",
-         "mnist": "Mnist", "cifar10": "Cifar"}
 
 rows = pd.read_csv(ROWS)
-datasets = [d for d in DATA_LABELS if d in set(rows.data)]
+datasets = [d for d in DATASET_NAMES if d in set(rows.data)]
 rows["theta_over_k"] = rows.lambda_Theta / rows.lambda_K
 
 # %% [markdown]
@@ -66,7 +62,7 @@ cols = "".join("rr" for _ in datasets)
 lines = [
     rf"\begin{{tabular}}{{l{cols}}}",
     r"\toprule",
-    " & ".join([""] + [rf"\multicolumn{{2}}{{c}}{{{DATA_LABELS[d]}}}" for d in datasets])
+    " & ".join([""] + [rf"\multicolumn{{2}}{{c}}{{{DATASET_NAMES[d]}}}" for d in datasets])
     + r" \\",
     " ".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(datasets))),
     " & ".join([r"$\sigma_w$"] + [r"$\lambda_{\min}(K)$", r"$\lambda_{\min}(\Theta)$"]
@@ -97,13 +93,9 @@ def verdict(ok: bool) -> str:
     return "holds" if ok else "does not hold"
 
 
-def words(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 values = {
     "tabKernelsN": latex_number(int(rows.n.iloc[0])),
-    "tabKernelsDatasets": words([DATA_LABELS[d] for d in datasets]),
+    "tabKernelsDatasets": words([DATASET_NAMES[d] for d in datasets]),
     "tabKernelsSigmaMin": f"{min(sigmas):g}",
     "tabKernelsSigmaMax": f"{max(sigmas):g}",
     "tabKernelsSigmaU": f"{rows.sigma_u.iloc[0]:g}",
@@ -117,10 +109,10 @@ values = {
     "tabKernelsDefaultSigma": f"{DEFAULT_SIGMA_W:g}",
     # every known data set gets its macros ("n/a" where this tier's grid lacks it), so the
     # text compiles at every tier
-    **{f"tabKernelsLamK{MACRO[d]}": latex_number(float(at_default.loc[d, "lambda_K"]))
-       if d in at_default.index else "n/a" for d in MACRO},
-    **{f"tabKernelsLamTheta{MACRO[d]}": latex_number(float(at_default.loc[d, "lambda_Theta"]))
-       if d in at_default.index else "n/a" for d in MACRO},
+    **{f"tabKernelsLamK{DATASET_MACROS[d]}": latex_number(float(at_default.loc[d, "lambda_K"]))
+       if d in at_default.index else "n/a" for d in DATASET_MACROS},
+    **{f"tabKernelsLamTheta{DATASET_MACROS[d]}": latex_number(float(at_default.loc[d, "lambda_Theta"]))
+       if d in at_default.index else "n/a" for d in DATASET_MACROS},
 }
 
 # %%

@@ -9,34 +9,27 @@ from collections.abc import Callable
 __all__ = ["positive_int", "nonnegative_int", "positive_float"]
 
 
-def positive_int(flag: str) -> Callable[[str], int]:
-    """An integer >= 1 for ``flag``."""
-
+def _int_at_least(flag: str, low: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {low}, got {value}")
         return value
 
     return parse
+
+
+def positive_int(flag: str) -> Callable[[str], int]:
+    """An integer >= 1 for ``flag``."""
+    return _int_at_least(flag, 1)
 
 
 def nonnegative_int(flag: str) -> Callable[[str], int]:
     """An integer >= 0 for ``flag``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 0, got {value}")
-        return value
-
-    return parse
+    return _int_at_least(flag, 0)
 
 
 def positive_float(flag: str) -> Callable[[str], float]:

@@ -16,7 +16,8 @@ from typing import Any
 from .io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["use_style", "save_figure", "write_values", "read_values", "latex_number",
-           "values_to_latex", "latex_table", "PALETTE", "DATASET_LABELS", "macro_name"]
+           "values_to_latex", "latex_table", "PALETTE", "DATASET_LABELS", "DATASET_NAMES",
+           "DATASET_MACROS", "macro_name", "words"]
 
 DATASET_LABELS = {
     "identity": "identity rows",
@@ -25,6 +26,18 @@ DATASET_LABELS = {
     "mnist": "MNIST 0/1",
     "cifar10": "CIFAR-10 0/1 (gray)",
 }
+
+
+# short names for running text, and the letters-only form for macro names
+DATASET_NAMES = {"identity": "identity", "gaussian": "Gaussian", "digits": "digits",
+                 "mnist": "MNIST", "cifar10": "CIFAR-10"}
+DATASET_MACROS = {"identity": "Identity", "gaussian": "Gaussian", "digits": "Digits",
+                  "mnist": "Mnist", "cifar10": "Cifar"}
+
+
+def words(items: list[str]) -> str:
+    """An English list: 'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def macro_name(*parts: str) -> str:
