@@ -13,8 +13,9 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-def timings(fn: Callable[[], object], repeats: int, device: torch.device | str = "cpu"
-            ) -> list[float]:
+def timings(
+    fn: Callable[[], object], repeats: int, device: torch.device | str = "cpu"
+) -> list[float]:
     """Seconds of each of ``repeats`` calls of ``fn``."""
     times = []
     for _ in range(repeats):

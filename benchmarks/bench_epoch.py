@@ -35,8 +35,18 @@ from overdeq.train import LEGACY_SOLVER, _calibrate, _monitor, _set_precision, m
 RELEASED_LR = 1e-6  # the released random-data script's learning rate
 
 
-def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: int,
-          warmup: int, logged_epochs: int, data: str, paper_lr: str) -> dict:
+def bench(
+    n: int,
+    m: int,
+    d: int | None,
+    precision: str,
+    device: str,
+    epochs: int,
+    warmup: int,
+    logged_epochs: int,
+    data: str,
+    paper_lr: str,
+) -> dict:
     dev = torch.device(device)
     dtype = _set_precision(precision)
     spec = DataSpec(data, n=n, d=d)
@@ -61,8 +71,9 @@ def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: in
 
     def paper_step() -> None:
         stats = SolveStats()
-        out = deq_output(model, X, forward=cfg.forward, backward=cfg.backward, warm=warm,
-                         stats=stats)
+        out = deq_output(
+            model, X, forward=cfg.forward, backward=cfg.backward, warm=warm, stats=stats
+        )
         loss = 0.5 * ((out - y) ** 2).sum()
         _monitor(model, stats, init, power, float(loss.detach()), 0, False, cfg)
         opt.zero_grad(set_to_none=True)
@@ -83,8 +94,7 @@ def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: in
 
     def released_step(logging: bool) -> None:
         stats = SolveStats()
-        out = released_output(legacy, X, forward=LEGACY_SOLVER, backward=LEGACY_SOLVER,
-                              stats=stats)
+        out = released_output(legacy, X, forward=LEGACY_SOLVER, backward=LEGACY_SOLVER, stats=stats)
         loss = ((out - y) ** 2).sum()
         lopt.zero_grad(set_to_none=True)
         loss.backward()
@@ -101,10 +111,21 @@ def bench(n: int, m: int, d: int | None, precision: str, device: str, epochs: in
     logged = timings(lambda: released_step(True), logged_epochs, dev)
 
     p, r, rl = (statistics.median(t) for t in (paper, released, logged))
-    return {"n": n, "m": m, "precision": precision, "device": device_name(dev), "lr": paper_lr,
-            "threads": torch.get_num_threads(), "paper_s": p, "released_s": r,
-            "released_logged_s": rl, "ratio_no_logging": r / p, "ratio_logged": rl / p,
-            "paper_iters": paper_iters, "released_iters": rel_iters}
+    return {
+        "n": n,
+        "m": m,
+        "precision": precision,
+        "device": device_name(dev),
+        "lr": paper_lr,
+        "threads": torch.get_num_threads(),
+        "paper_s": p,
+        "released_s": r,
+        "released_logged_s": rl,
+        "ratio_no_logging": r / p,
+        "ratio_logged": rl / p,
+        "paper_iters": paper_iters,
+        "released_iters": rel_iters,
+    }
 
 
 def main() -> None:
@@ -113,34 +134,58 @@ def main() -> None:
     ap.add_argument("--m", type=int, nargs="+", default=[2000])
     ap.add_argument("--d", type=int, default=None, help="input dimension (default: n)")
     ap.add_argument("--data", default="identity", choices=["identity", "gaussian"])
-    ap.add_argument("--precision", nargs="+", default=["float32"],
-                    choices=["float32", "tf32", "float64"])
+    ap.add_argument(
+        "--precision", nargs="+", default=["float32"], choices=["float32", "tf32", "float64"]
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--logged-epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--paper-lr", nargs="+", default=["calibrated", "released"],
-                    choices=["calibrated", "released"],
-                    help="step of the paper-mode epochs: calibrated (its default) or the "
-                         "released 1e-6 (same trajectory speed as the released runs)")
+    ap.add_argument(
+        "--paper-lr",
+        nargs="+",
+        default=["calibrated", "released"],
+        choices=["calibrated", "released"],
+        help="step of the paper-mode epochs: calibrated (its default) or the "
+        "released 1e-6 (same trajectory speed as the released runs)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [bench(n, m, args.d, prec, args.device, args.epochs, args.warmup,
-                  args.logged_epochs, args.data, lr)
-            for n in args.n for m in args.m for prec in args.precision for lr in args.paper_lr]
+    rows = [
+        bench(
+            n,
+            m,
+            args.d,
+            prec,
+            args.device,
+            args.epochs,
+            args.warmup,
+            args.logged_epochs,
+            args.data,
+            lr,
+        )
+        for n in args.n
+        for m in args.m
+        for prec in args.precision
+        for lr in args.paper_lr
+    ]
     print(f"device: {rows[0]['device']}, torch {torch.__version__}, threads {rows[0]['threads']}")
-    head = (f"{'n':>5} {'m':>6} {'precision':>9} {'paper lr':>10} {'paper ms':>9} {'released ms':>11} "
-            f"{'+logging ms':>11} {'x (no log)':>10} {'x (log)':>8} {'iters fwd/bwd':>14} "
-            f"{'released it':>12}")
+    head = (
+        f"{'n':>5} {'m':>6} {'precision':>9} {'paper lr':>10} {'paper ms':>9} {'released ms':>11} "
+        f"{'+logging ms':>11} {'x (no log)':>10} {'x (log)':>8} {'iters fwd/bwd':>14} "
+        f"{'released it':>12}"
+    )
     print(head)
     for r in rows:
-        print(f"{r['n']:>5} {r['m']:>6} {r['precision']:>9} {r['lr']:>10} {1e3 * r['paper_s']:>9.1f} "
-              f"{1e3 * r['released_s']:>11.1f} {1e3 * r['released_logged_s']:>11.1f} "
-              f"{r['ratio_no_logging']:>10.2f} {r['ratio_logged']:>8.1f} "
-              f"{r['paper_iters'][0]:>6.1f}/{r['paper_iters'][1]:<6.1f} "
-              f"{r['released_iters'][0]:>5.1f}/{r['released_iters'][1]:<5.1f}")
+        print(
+            f"{r['n']:>5} {r['m']:>6} {r['precision']:>9} {r['lr']:>10} {1e3 * r['paper_s']:>9.1f} "
+            f"{1e3 * r['released_s']:>11.1f} {1e3 * r['released_logged_s']:>11.1f} "
+            f"{r['ratio_no_logging']:>10.2f} {r['ratio_logged']:>8.1f} "
+            f"{r['paper_iters'][0]:>6.1f}/{r['paper_iters'][1]:<6.1f} "
+            f"{r['released_iters'][0]:>5.1f}/{r['released_iters'][1]:<5.1f}"
+        )
 
 
 if __name__ == "__main__":

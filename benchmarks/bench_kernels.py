@@ -70,19 +70,26 @@ def main(argv: list[str] | None = None) -> None:
         samples = []
 
         def sample(dtype: torch.dtype = dtype, samples: list = samples) -> None:
-            samples.extend(random_deq_grams(X, width=args.m, seeds=[0], sigma_w=sw, dtype=dtype,
-                                            device=args.device))
+            samples.extend(
+                random_deq_grams(
+                    X, width=args.m, seeds=[0], sigma_w=sw, dtype=dtype, device=args.device
+                )
+            )
 
         (t,) = timings(sample, 1, args.device)
         (s,) = samples
         err = float((s.gram - K).norm() / K.norm()) if s.converged else float("nan")
-        label = (f"finite-width Gram, n={args.n}, m={args.m}, {name} "
-                 f"({s.iterations} it, rel. err vs K {err:.3f})")
+        label = (
+            f"finite-width Gram, n={args.n}, m={args.m}, {name} "
+            f"({s.iterations} it, rel. err vs K {err:.3f})"
+        )
         rows.append((label, t, "< 60 s", "ok" if t < 60 and s.converged else "FAIL"))
 
     where = args.device if args.device != "cpu" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"bench_kernels: {where}, torch {torch.__version__}, data {args.data} d={ds.d}, "
-          f"sigma_w={sw}")
+    print(
+        f"bench_kernels: {where}, torch {torch.__version__}, data {args.data} d={ds.d}, "
+        f"sigma_w={sw}"
+    )
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  {'seconds':>9}  {'goal':>7}  status")
     for what, secs, goal, status in rows:

@@ -63,40 +63,61 @@ use_style()
 
 # %%
 sel = (history["dataset"] == DATASET) & (history["width"] == WIDTH) & (history["seed"] == SEED)
-curves = history[sel & history["setting"].isin(
-    ["calibrated", "released", "released_tight", "released_calibrated_lr"])]
+curves = history[
+    sel
+    & history["setting"].isin(
+        ["calibrated", "released", "released_tight", "released_calibrated_lr"]
+    )
+]
 released = history[(history["setting"] == "released") & history["lambda_min_legacy"].notna()]
 readout = released.assign(ratio=released["lambda_min_legacy"] / released["lambda_min"])
-bug_run = runs[(runs["setting"] == "width_bug") & (runs["dataset"] == DATASET)
-               & (runs["width"] == WIDTH)]
+bug_run = runs[
+    (runs["setting"] == "width_bug") & (runs["dataset"] == DATASET) & (runs["width"] == WIDTH)
+]
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(7.4, 2.2), constrained_layout=True)
 allblocks = gerr[gerr["block"] == "all"]
 sns.lineplot(data=allblocks, x="tol", y="rel_error", hue="method", marker="o", ax=axes[0])
 axes[0].axvline(1e-2, color="0.5", ls=":", lw=0.8)
-axes[0].set(xscale="log", yscale="log", xlabel="solver tolerance",
-            ylabel=r"$\|g-g^\ast\|/\|g^\ast\|$", title="(a) gradient error")
+axes[0].set(
+    xscale="log",
+    yscale="log",
+    xlabel="solver tolerance",
+    ylabel=r"$\|g-g^\ast\|/\|g^\ast\|$",
+    title="(a) gradient error",
+)
 axes[0].legend(frameon=False, fontsize=6)
 sns.lineplot(data=curves, x="step", y="loss", hue="setting", ax=axes[1], lw=0.9)
 axes[1].set(yscale="log", xlabel="GD step $t$", ylabel="loss", title="(b) learning rate")
 axes[1].legend(frameon=False, fontsize=5)
-sns.lineplot(data=readout, x="step", y="ratio", units="run", estimator=None, ax=axes[2],
-             lw=0.7, color="C3")
+sns.lineplot(
+    data=readout, x="step", y="ratio", units="run", estimator=None, ax=axes[2], lw=0.7, color="C3"
+)
 axes[2].axhline(1.0, color="0.4", ls=":", lw=0.8)
-axes[2].set(yscale="log", xlabel="GD step $t$", ylabel="logged / true $\\lambda_{\\min}$",
-            title="(c) eig readout")
+axes[2].set(
+    yscale="log",
+    xlabel="GD step $t$",
+    ylabel="logged / true $\\lambda_{\\min}$",
+    title="(c) eig readout",
+)
 init = history[sel & (history["step"] == 0) & history["setting"].isin(["released", "width_bug"])]
 bars = init.groupby("setting")["lipschitz"].first()
 axes[3].bar(list(bars.index), list(bars.values), color=["C0", "C3"][: len(bars)])
 axes[3].axhline(1.0, color="0.4", ls=":", lw=0.8)
 axes[3].set(ylabel=r"$s\,\|W_0\|_2$ (Lipschitz bound)", title="(d) width-scale bug")
 if len(bug_run):
-    axes[3].annotate(f"{bug_run['status'].iloc[0]} at step {int(bug_run['steps_done'].iloc[0])}",
-                     (0.5, 0.9), xycoords="axes fraction", ha="center", fontsize=7)
+    axes[3].annotate(
+        f"{bug_run['status'].iloc[0]} at step {int(bug_run['steps_done'].iloc[0])}",
+        (0.5, 0.9),
+        xycoords="axes fraction",
+        ha="center",
+        fontsize=7,
+    )
 
 # %% [markdown]
 # Numbers for the text.
+
 
 # %%
 def gerr_at(method, tol):
@@ -105,8 +126,12 @@ def gerr_at(method, tol):
 
 
 def final_loss(setting):
-    r = runs[(runs["setting"] == setting) & (runs["dataset"] == DATASET)
-             & (runs["width"] == WIDTH) & (runs["seed"] == SEED)]
+    r = runs[
+        (runs["setting"] == setting)
+        & (runs["dataset"] == DATASET)
+        & (runs["width"] == WIDTH)
+        & (runs["seed"] == SEED)
+    ]
     return float((r.final_loss / r.initial_loss).iloc[0]) if len(r) else float("nan")
 
 
@@ -117,10 +142,20 @@ values = {
     "ablGradErrReleased": latex_number(gerr_at("released", 1e-2)),
     "ablGradErrExact": latex_number(gerr_at("exact", 1e-2)),
     "ablGradErrTight": latex_number(gerr_at("released", 1e-6)),
-    "ablItersReleasedTight": latex_number(int(allblocks[(allblocks.method == "released")
-                                             & np.isclose(allblocks.tol, 1e-6)].fwd_iters.iloc[0])),
-    "ablItersExactTight": latex_number(int(allblocks[(allblocks.method == "exact")
-                                          & np.isclose(allblocks.tol, 1e-6)].fwd_iters.iloc[0])),
+    "ablItersReleasedTight": latex_number(
+        int(
+            allblocks[
+                (allblocks.method == "released") & np.isclose(allblocks.tol, 1e-6)
+            ].fwd_iters.iloc[0]
+        )
+    ),
+    "ablItersExactTight": latex_number(
+        int(
+            allblocks[
+                (allblocks.method == "exact") & np.isclose(allblocks.tol, 1e-6)
+            ].fwd_iters.iloc[0]
+        )
+    ),
     "ablReductionReleased": latex_number(final_loss("released")),
     "ablReductionTight": latex_number(final_loss("released_tight")),
     "ablReductionReleasedCalibrated": latex_number(final_loss("released_calibrated_lr")),
@@ -130,8 +165,9 @@ values = {
     "ablWidthBugStatus": str(bug_run["status"].iloc[0]) if len(bug_run) else "not run",
     "ablWidthBugSteps": latex_number(int(bug_run["steps_done"].iloc[0])) if len(bug_run) else "n/a",
     "ablWidthBugLipschitz": latex_number(float(bars.get("width_bug", float("nan")))),
-    "ablWidthBugMinResidual": latex_number(float(
-        history[sel & (history["setting"] == "width_bug")]["fwd_residual"].min())),
+    "ablWidthBugMinResidual": latex_number(
+        float(history[sel & (history["setting"] == "width_bug")]["fwd_residual"].min())
+    ),
     "ablReleasedLipschitz": latex_number(float(bars.get("released", float("nan")))),
 }
 save_figure(fig, FIGURE)

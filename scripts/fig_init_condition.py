@@ -85,8 +85,9 @@ mp_threshold = 1 / (1 - math.sqrt(fraction)) ** 2
 ns = sorted(cells.n.unique())
 shades = dict(zip(ns, sns.color_palette("viridis", len(ns)), strict=True))
 styles = dict(zip(datasets, ["-", "--", "-.", ":"], strict=False))
-fig, axes = plt.subplots(1, len(datasets) + 1, figsize=(7.0, 2.5), constrained_layout=True,
-                         sharex=True)
+fig, axes = plt.subplots(
+    1, len(datasets) + 1, figsize=(7.0, 2.5), constrained_layout=True, sharex=True
+)
 for ax, name in zip(axes, datasets, strict=False):
     for n in ns:
         c = cells[(cells.data == name) & (cells.n == n)].sort_values("ratio")
@@ -94,8 +95,13 @@ for ax, name in zip(axes, datasets, strict=False):
         ax.plot(c.ratio, c.ratio_median, "o-", color=shades[n], ms=2.5, lw=1, label=f"$n={n}$")
     ax.plot(ratios, mp_curve, ":", color="0.2", lw=1.2, label=r"$(1-\sqrt{n/m})^2$")
     ax.axhline(fraction, color="0.5", lw=0.6)
-    ax.set(xscale="log", xlabel="$m/n$", ylabel=r"$\lambda_0/\lambda_*$",
-           title=f"{DATASET_NAMES[name]} inputs", ylim=(0, None))
+    ax.set(
+        xscale="log",
+        xlabel="$m/n$",
+        ylabel=r"$\lambda_0/\lambda_*$",
+        title=f"{DATASET_NAMES[name]} inputs",
+        ylim=(0, None),
+    )
 axes[0].legend(frameon=False, fontsize=7)
 
 ax = axes[-1]
@@ -106,10 +112,22 @@ for name in datasets:  # colours are the n of the other panels; line styles the 
     ax.plot([], [], styles[name], color="0.3", lw=1, label=DATASET_NAMES[name])
 ax.axvline(mp_threshold, color="0.2", ls=":", lw=1)
 ax.axhline(probability, color="0.5", lw=0.6)
-ax.set(xscale="log", xlabel="$m/n$", ylabel=rf"$P(\lambda_0 \geq {fraction:g}\,\lambda_*)$",
-       title="probability", ylim=(-0.03, 1.03))
-ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(0, 0.6), frameon=True,
-          facecolor="white", edgecolor="none", framealpha=1)
+ax.set(
+    xscale="log",
+    xlabel="$m/n$",
+    ylabel=rf"$P(\lambda_0 \geq {fraction:g}\,\lambda_*)$",
+    title="probability",
+    ylim=(-0.03, 1.03),
+)
+ax.legend(
+    fontsize=7,
+    loc="center left",
+    bbox_to_anchor=(0, 0.6),
+    frameon=True,
+    facecolor="white",
+    edgecolor="none",
+    framealpha=1,
+)
 ticks = [r for r in (1, 2, 4, 8, 16, 32, 64) if r <= cells.ratio.max()]
 for ax in axes:
     ax.set_xticks(ticks, [str(t) for t in ticks])
@@ -121,8 +139,9 @@ for ax in axes:
 # n -> infinity statement; its fluctuations shrink like n^(-2/3)), over cells with m/n >= 2.
 
 # %%
-thresholds = cells.drop_duplicates(["data", "n"])[["data", "n", "ratio_star", "m_star",
-                                                   "exponent", "fit_points"]]
+thresholds = cells.drop_duplicates(["data", "n"])[
+    ["data", "n", "ratio_star", "m_star", "exponent", "fit_points"]
+]
 reached = bool(thresholds.ratio_star.notna().all())
 exponents = thresholds.drop_duplicates("data").set_index("data").loc[datasets, "exponent"]
 linear_ok = bool(exponents.between(*EXPONENT_RANGE).all())
@@ -154,8 +173,9 @@ values = {
     "initProbability": f"{probability:g}",
     "initMPThreshold": latex_number(mp_threshold),
     "initVerdictHighProb": verdict(reached),
-    "initExponentRange": span(latex_number(float(exponents.min()), 2),
-                              latex_number(float(exponents.max()), 2)),
+    "initExponentRange": span(
+        latex_number(float(exponents.min()), 2), latex_number(float(exponents.max()), 2)
+    ),
     "initExponentLow": f"{EXPONENT_RANGE[0]:g}",
     "initExponentHigh": f"{EXPONENT_RANGE[1]:g}",
     "initVerdictLinear": verdict(linear_ok and reached, bool(exponents.notna().all())),

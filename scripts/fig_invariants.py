@@ -56,36 +56,53 @@ cal_runs = runs[(runs["setting"] == "calibrated") & (runs["status"] == "finished
 # Movement against width: least-squares slope of log(movement) on log(m), per block. Lazy
 # training predicts movement ~ m^(-1/2) for W and U.
 
+
 # %%
 def loglog_slope(x, y):
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
-move = cal_runs.melt(id_vars=["width", "dataset"], value_vars=["final_move_W", "final_move_U",
-                     "final_move_a"], var_name="block", value_name="movement")
+move = cal_runs.melt(
+    id_vars=["width", "dataset"],
+    value_vars=["final_move_W", "final_move_U", "final_move_a"],
+    var_name="block",
+    value_name="movement",
+)
 move["block"] = move["block"].str.replace("final_move_", "")
 slopes = {b: loglog_slope(g.width, g.movement) for b, g in move.groupby("block")}
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(7.2, 2.1), constrained_layout=True)
-kw = dict(data=cal, x="step", hue="width", units="run", estimator=None, palette="viridis",
-          lw=0.8, legend=False)
+kw = dict(
+    data=cal,
+    x="step",
+    hue="width",
+    units="run",
+    estimator=None,
+    palette="viridis",
+    lw=0.8,
+    legend=False,
+)
 sns.lineplot(y="w_norm", ax=axes[0], **kw)
 axes[0].axhline(1.0, color="0.4", ls=":", lw=0.8)
 axes[0].set(xlabel="GD step $t$", ylabel=r"$\|W_t/\sqrt{m}\|_2$", ylim=(0, 1.1))
 sns.lineplot(y="lambda_ratio", ax=axes[1], **kw)
 axes[1].axhline(0.5, color="0.4", ls=":", lw=0.8)
-axes[1].set(xlabel="GD step $t$", ylabel=r"$\lambda_{\min}(Z_tZ_t^\top)/\lambda_0$",
-            ylim=(0, 1.1))
+axes[1].set(xlabel="GD step $t$", ylabel=r"$\lambda_{\min}(Z_tZ_t^\top)/\lambda_0$", ylim=(0, 1.1))
 sns.scatterplot(data=move, x="width", y="movement", hue="block", ax=axes[2], s=14)
 widths = sorted(move["width"].unique())
-axes[2].set(xscale="log", yscale="log", xlabel="width $m$",
-            ylabel=r"$\|\theta_T-\theta_0\|/\|\theta_0\|$")
+axes[2].set(
+    xscale="log", yscale="log", xlabel="width $m$", ylabel=r"$\|\theta_T-\theta_0\|/\|\theta_0\|$"
+)
 axes[2].set_xticks(widths, [str(w) for w in widths])
 axes[2].minorticks_off()
 axes[2].legend(frameon=False, fontsize=6, title=None, loc="lower left")
-iters = cal.melt(id_vars=["step", "run"], value_vars=["fwd_iters", "bwd_iters"],
-                 var_name="solve", value_name="iterations").dropna()
+iters = cal.melt(
+    id_vars=["step", "run"],
+    value_vars=["fwd_iters", "bwd_iters"],
+    var_name="solve",
+    value_name="iterations",
+).dropna()
 sns.lineplot(data=iters, x="step", y="iterations", hue="solve", ax=axes[3], lw=0.9)
 axes[3].set(xlabel="GD step $t$", ylabel="solver iterations")
 axes[3].legend(frameon=False, fontsize=6)

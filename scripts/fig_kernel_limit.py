@@ -83,8 +83,12 @@ datasets = [d for d in DATASET_NAMES if d in set(deq_mean.data)]
 
 # %%
 untied = rows[rows.network == "untied"]
-by_ref = (untied.groupby(["data", "width", "depth", "reference"])["err_rms"].mean()
-          .unstack("reference").reset_index())
+by_ref = (
+    untied.groupby(["data", "width", "depth", "reference"])["err_rms"]
+    .mean()
+    .unstack("reference")
+    .reset_index()
+)
 by_ref["ratio"] = by_ref["deq_kernel"] / by_ref["untied_kernel"]
 max_depth = int(untied.depth.max())
 
@@ -97,7 +101,8 @@ def settle_depth(g: pd.DataFrame) -> int:
 
 settle = by_ref.groupby(["data", "width"]).apply(settle_depth, include_groups=False)
 deepest = by_ref[by_ref.depth == max_depth].merge(
-    deq_mean.rename(columns={"err_rms": "deq_err"}), on=["data", "width"], how="left")
+    deq_mean.rename(columns={"err_rms": "deq_err"}), on=["data", "width"], how="left"
+)
 deepest["vs_deq"] = deepest["deq_kernel"] / deepest["deq_err"]
 
 # %%
@@ -109,13 +114,23 @@ for name in datasets:
     pts = deq_mean[deq_mean.data == name]
     slope, icpt = fits.loc[name, "slope"], fits.loc[name, "intercept"]
     ax.plot(pts.width, pts.err_rms, "o", color=palette[name], ms=4)
-    ax.plot(widths, np.exp(icpt) * widths**slope, "-", color=palette[name], lw=1,
-            label=f"{DATASET_NAMES[name]}: slope ${slope:.2f}$")
+    ax.plot(
+        widths,
+        np.exp(icpt) * widths**slope,
+        "-",
+        color=palette[name],
+        lw=1,
+        label=f"{DATASET_NAMES[name]}: slope ${slope:.2f}$",
+    )
 anchor = deq_mean.err_rms.max() * 1.3
-ax.plot(widths, anchor * (widths / widths[0]) ** -0.5, ":", color="0.3", lw=1,
-        label="slope $-1/2$")
-ax.set(xscale="log", yscale="log", xlabel="width $m$",
-       ylabel=r"$\|ZZ^\top - K\|_F / n$", title="tied (DEQ)")
+ax.plot(widths, anchor * (widths / widths[0]) ** -0.5, ":", color="0.3", lw=1, label="slope $-1/2$")
+ax.set(
+    xscale="log",
+    yscale="log",
+    xlabel="width $m$",
+    ylabel=r"$\|ZZ^\top - K\|_F / n$",
+    title="tied (DEQ)",
+)
 ax.set_xticks(widths, [f"{int(m)}" for m in widths])
 ax.xaxis.set_minor_formatter(NullFormatter())
 ax.legend(frameon=False)
@@ -125,14 +140,25 @@ untied_widths = sorted(by_ref.width.unique())
 shades = dict(zip(untied_widths, sns.color_palette("viridis", len(untied_widths)), strict=True))
 styles = dict(zip(datasets, ["-", "--", "-.", ":"], strict=False))
 for (name, m), g in by_ref.groupby(["data", "width"]):
-    ax.plot(g.depth, g.deq_kernel, styles[name], color=shades[m], lw=1,
-            label=f"$m={m}$, {DATASET_NAMES[name]}")
+    ax.plot(
+        g.depth,
+        g.deq_kernel,
+        styles[name],
+        color=shades[m],
+        lw=1,
+        label=f"$m={m}$, {DATASET_NAMES[name]}",
+    )
 for m in untied_widths:
     ref = deq_mean[deq_mean.width == m].err_rms.mean()
     if np.isfinite(ref):
         ax.axhline(ref, color=shades[m], ls=":", lw=0.8)
-ax.set(xscale="log", yscale="log", xlabel="depth $l$ (untied)",
-       ylabel=r"$\|Z_lZ_l^\top - K\|_F / n$", title="untied vs DEQ kernel")
+ax.set(
+    xscale="log",
+    yscale="log",
+    xlabel="depth $l$ (untied)",
+    ylabel=r"$\|Z_lZ_l^\top - K\|_F / n$",
+    title="untied vs DEQ kernel",
+)
 ax.legend(frameon=False, fontsize=7)
 
 # %% [markdown]

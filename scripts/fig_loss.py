@@ -60,16 +60,35 @@ runs = runs[runs["setting"].isin(SETTINGS)]
 datasets = sorted(history["dataset"].unique())
 
 # %%
-fig, axes = plt.subplots(len(datasets), len(SETTINGS), squeeze=False, sharex="col",
-                         figsize=(6.2, 1.9 * len(datasets) + 0.4), constrained_layout=True)
+fig, axes = plt.subplots(
+    len(datasets),
+    len(SETTINGS),
+    squeeze=False,
+    sharex="col",
+    figsize=(6.2, 1.9 * len(datasets) + 0.4),
+    constrained_layout=True,
+)
 for i, dataset in enumerate(datasets):
     for j, setting in enumerate(SETTINGS):
         ax = axes[i, j]
         part = history[(history["dataset"] == dataset) & (history["setting"] == setting)]
-        sns.lineplot(data=part, x="step", y="loss", hue="width", units="run", estimator=None,
-                     palette="viridis", ax=ax, lw=0.9, legend=(i == 0 and j == len(SETTINGS) - 1))
-        ax.set(yscale="log", xlabel="GD step $t$" if i == len(datasets) - 1 else "",
-               ylabel=f"{DATASET_LABELS.get(dataset, dataset)}\nloss $L(t)$" if j == 0 else "")
+        sns.lineplot(
+            data=part,
+            x="step",
+            y="loss",
+            hue="width",
+            units="run",
+            estimator=None,
+            palette="viridis",
+            ax=ax,
+            lw=0.9,
+            legend=(i == 0 and j == len(SETTINGS) - 1),
+        )
+        ax.set(
+            yscale="log",
+            xlabel="GD step $t$" if i == len(datasets) - 1 else "",
+            ylabel=f"{DATASET_LABELS.get(dataset, dataset)}\nloss $L(t)$" if j == 0 else "",
+        )
         if i == 0:
             ax.set_title(setting)
 legend = axes[0, -1].get_legend()
@@ -95,9 +114,11 @@ values = {
     "lossCalWorstReduction": latex_number(float((cal.final_loss / cal.initial_loss).max())),
     "lossCalMinRsq": latex_number(float(cal.rate_r2.min())),
     "lossRelWorstReduction": latex_number(float((rel.final_loss / rel.initial_loss).max()))
-    if len(rel) else "n/a",
+    if len(rel)
+    else "n/a",
     "lossRelBestReduction": latex_number(float((rel.final_loss / rel.initial_loss).min()))
-    if len(rel) else "n/a",
+    if len(rel)
+    else "n/a",
     "lossPrecision": ", ".join(sorted(runs["precision"].dropna().unique())),
     "lossLrScale": latex_number(float(cal.lr_scale.iloc[0]), 2) if len(cal) else "n/a",
     "lossPatience": latex_number(int(cal.patience.iloc[0])) if len(cal) else "n/a",

@@ -58,26 +58,39 @@ use_style()
 
 # %%
 cal = runs[(runs["setting"] == "calibrated") & (runs["status"] == "finished")].copy()
-cal["exp_error"] = (np.abs(np.log(cal.rate) - np.log(cal.predicted_rate))
-                    / np.abs(np.log(cal.predicted_rate)))
+cal["exp_error"] = np.abs(np.log(cal.rate) - np.log(cal.predicted_rate)) / np.abs(
+    np.log(cal.predicted_rate)
+)
 for col in ("rate", "predicted_rate"):
     cal[f"gap_{col}"] = 1.0 - cal[col]
 by_width = cal.groupby("width")["exp_error"].median()
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(6.2, 2.5), constrained_layout=True)
-sns.scatterplot(data=cal, x="gap_predicted_rate", y="gap_rate", hue="dataset", size="width",
-                ax=axes[0], sizes=(12, 40))
+sns.scatterplot(
+    data=cal,
+    x="gap_predicted_rate",
+    y="gap_rate",
+    hue="dataset",
+    size="width",
+    ax=axes[0],
+    sizes=(12, 40),
+)
 lo = float(min(cal.gap_rate.min(), cal.gap_predicted_rate.min())) * 0.7
 hi = float(max(cal.gap_rate.max(), cal.gap_predicted_rate.max())) * 1.4
 axes[0].plot([lo, hi], [lo, hi], color="0.4", ls=":", lw=0.8)
-axes[0].set(xscale="log", yscale="log", xlabel="1 - predicted rate (tangent kernel)",
-            ylabel="1 - measured rate")
+axes[0].set(
+    xscale="log",
+    yscale="log",
+    xlabel="1 - predicted rate (tangent kernel)",
+    ylabel="1 - measured rate",
+)
 axes[0].legend(frameon=False, fontsize=6)
 per_width = cal.groupby(["dataset", "width"])["exp_error"].median().reset_index()
 sns.lineplot(data=per_width, x="width", y="exp_error", hue="dataset", marker="o", ax=axes[1])
-axes[1].set(xscale="log", yscale="log", xlabel="width $m$",
-            ylabel="median relative error\nof the exponent")
+axes[1].set(
+    xscale="log", yscale="log", xlabel="width $m$", ylabel="median relative error\nof the exponent"
+)
 axes[1].legend(frameon=False, fontsize=6)
 axes[1].set_xticks(list(by_width.index), [str(w) for w in by_width.index])
 axes[1].minorticks_off()
@@ -90,8 +103,10 @@ axes[1].minorticks_off()
 per_data = []
 for dataset, g in cal.groupby("dataset"):
     med = g.groupby("width")["exp_error"].median()
-    per_data.append(f"{latex_number(float(med.iloc[0]))} to {latex_number(float(med.iloc[-1]))} "
-                    f"({DATASET_LABELS.get(dataset, dataset)})")
+    per_data.append(
+        f"{latex_number(float(med.iloc[0]))} to {latex_number(float(med.iloc[-1]))} "
+        f"({DATASET_LABELS.get(dataset, dataset)})"
+    )
 values = {
     "rateRuns": latex_number(len(cal)),
     "rateMedianErr": latex_number(float(cal.exp_error.median())),

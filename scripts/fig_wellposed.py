@@ -68,8 +68,11 @@ max_iter = int(rows.iterations.max())  # the cap: unconverged solves stop there
 
 # %%
 lo, hi = 0.0, float(rows.sigma_w.max()) + 0.05
-edges = {"contraction": (lo, 0.5), "mean-field": (0.5, math.sqrt(2)),
-         "divergent": (math.sqrt(2), max(hi, math.sqrt(2) + 0.05))}
+edges = {
+    "contraction": (lo, 0.5),
+    "mean-field": (0.5, math.sqrt(2)),
+    "divergent": (math.sqrt(2), max(hi, math.sqrt(2) + 0.05)),
+}
 shade = {"contraction": "#dbe9f6", "mean-field": "#fdf0d5", "divergent": "#f6d5d5"}
 assert all(regime(sum(edges[r]) / 2) == r for r in REGIMES)
 
@@ -90,7 +93,7 @@ ax.plot(sw, 2 * sw, "-", color="0.3", lw=0.8, label=r"$2\sigma_w$")
 ax.axhline(1.0, color="0.3", ls=":", lw=0.8)
 ax.set(xlabel=r"$\sigma_w$", ylabel=r"$\|W/\sqrt{m}\|_2$", ylim=(0, None))
 handles, labels = ax.get_legend_handles_labels()
-ax.legend(handles[len(REGIMES):], labels[len(REGIMES):], frameon=False, loc="upper left")
+ax.legend(handles[len(REGIMES) :], labels[len(REGIMES) :], frameon=False, loc="upper left")
 
 ax = axes[1]
 shade_regimes(ax)
@@ -102,8 +105,16 @@ ax = axes[2]
 shade_regimes(ax)
 ax.plot(summary.sigma_w, summary.converged_fraction, "o-", ms=3, color="C2")
 ax.set(xlabel=r"$\sigma_w$", ylabel="converged fraction", ylim=(-0.03, 1.03))
-ax.legend(title="regime", fontsize=7, title_fontsize=7, loc="center left", frameon=True,
-          facecolor="white", edgecolor="0.8", framealpha=1)
+ax.legend(
+    title="regime",
+    fontsize=7,
+    title_fontsize=7,
+    loc="center left",
+    frameon=True,
+    facecolor="white",
+    edgecolor="0.8",
+    framealpha=1,
+)
 
 # %% [markdown]
 # Numbers and verdicts for the text. The contraction verdict needs every solve in the
@@ -144,14 +155,16 @@ values = {
     "wellposedContractionMaxNorm": latex_number(float(contr.w_norm.max()), 3),
     "wellposedContractionConverged": fraction(contr),
     "wellposedVerdictContraction": verdict(
-        bool(contr.converged.all()) and bool((contr.w_norm < 1).all()), len(contr) > 0),
+        bool(contr.converged.all()) and bool((contr.w_norm < 1).all()), len(contr) > 0
+    ),
     "wellposedMeanFieldConverged": fraction(mean_field),
     "wellposedLastConverged": f"{last_converged:g}",
     "wellposedDivergentConverged": fraction(divergent),
     "wellposedVerdictDivergent": verdict(not divergent.converged.any(), len(divergent) > 0),
     "wellposedDefaultSigma": f"{DEFAULT_SIGMA_W:g}",
-    "wellposedDefaultIters": (latex_number(float(default.iterations_median.iloc[0]))
-                              if len(default) else "n/a"),
+    "wellposedDefaultIters": (
+        latex_number(float(default.iterations_median.iloc[0])) if len(default) else "n/a"
+    ),
 }
 save_figure(fig, FIGURE)
 write_values(VALUES, values)

@@ -44,10 +44,18 @@ with open(REPORT) as fh:
 # Values are shown with four significant digits; a pair is the range over rows for checks
 # that must hold row by row.
 
+
 # %%
 def tex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                 ("#", r"\#"), ("^", r"\^{}"), ("$", r"\$")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("%", r"\%"),
+        ("&", r"\&"),
+        ("#", r"\#"),
+        ("^", r"\^{}"),
+        ("$", r"\$"),
+    ):
         text = text.replace(a, b)
     return text
 
@@ -60,18 +68,41 @@ def fmt(value) -> str:
     return f"{value:.4g}"
 
 
-rows = [[c["check"], c["experiment"], tex_escape(c["what"]), fmt(c["value"]),
-         tex_escape(c["condition"]), r"\textbf{" + c["status"] + "}"] for c in report["checks"]]
-table = latex_table(["check", "exp.", "what is measured", "value", "condition", ""], rows,
-                    align="llp{6.2cm}rll", caption_comment="made by scripts/tab_claims.py")
+rows = [
+    [
+        c["check"],
+        c["experiment"],
+        tex_escape(c["what"]),
+        fmt(c["value"]),
+        tex_escape(c["condition"]),
+        r"\textbf{" + c["status"] + "}",
+    ]
+    for c in report["checks"]
+]
+table = latex_table(
+    ["check", "exp.", "what is measured", "value", "condition", ""],
+    rows,
+    align="llp{6.2cm}rll",
+    caption_comment="made by scripts/tab_claims.py",
+)
 atomic_write_text(TABLE, table)
 
 # %% [markdown]
 # One macro per claim verdict (`\verdictCOne` ...) and counts for the text.
 
 # %%
-digits = {"0": "Zero", "1": "One", "2": "Two", "3": "Three", "4": "Four", "5": "Five",
-          "6": "Six", "7": "Seven", "8": "Eight", "9": "Nine"}
+digits = {
+    "0": "Zero",
+    "1": "One",
+    "2": "Two",
+    "3": "Three",
+    "4": "Four",
+    "5": "Five",
+    "6": "Six",
+    "7": "Seven",
+    "8": "Eight",
+    "9": "Nine",
+}
 words = {"PASS": "holds", "FAIL": "does not hold", "n/a": "was not tested"}
 
 
@@ -87,8 +118,9 @@ for claim, verdict in report["claims"].items():
 # \checkCThreeACondition) and never restates a threshold of its own
 for c in report["checks"]:
     values["check" + spelled(c["check"])] = words[c["status"]]
-    values["check" + spelled(c["check"]) + "Condition"] = r"\texttt{" + tex_escape(
-        c["condition"] or "n/a") + "}"
+    values["check" + spelled(c["check"]) + "Condition"] = (
+        r"\texttt{" + tex_escape(c["condition"] or "n/a") + "}"
+    )
 checks = report["checks"]
 values["claimChecks"] = str(len(checks))
 values["claimChecksPassed"] = str(sum(c["status"] == "PASS" for c in checks))

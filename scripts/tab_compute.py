@@ -50,19 +50,36 @@ device_names = sorted(runs["device"].dropna().unique())
 # Each benchmark file holds one line per job: `s` (wall seconds) and `max_rss` (MB).
 
 # %%
-LABELS = {"E1": "E1 kernel limit", "E2": "E2 initial condition", "E3": "E3 well-posedness",
-          "E10": "E10 kernel table", "E4-E6": "E4--E6 training grid",
-          "E7": "E7 ablation runs", "E7-gradient": "E7 gradient error"}
+LABELS = {
+    "E1": "E1 kernel limit",
+    "E2": "E2 initial condition",
+    "E3": "E3 well-posedness",
+    "E10": "E10 kernel table",
+    "E4-E6": "E4--E6 training grid",
+    "E7": "E7 ablation runs",
+    "E7-gradient": "E7 gradient error",
+}
 rows, total = [], 0.0
 for key, files in GROUPS.items():
     frames = [pd.read_csv(f, sep="\t") for f in files]
     bench = pd.concat(frames, ignore_index=True)
     seconds = float(bench["s"].sum())
     total += seconds
-    rows.append([LABELS.get(key, key), latex_number(len(files)), latex_number(seconds, 3),
-                 latex_number(float(bench["s"].max()), 3), latex_number(float(bench["max_rss"].max()), 3)])
-table = latex_table(["experiment", "jobs", "total s", "longest job s", "peak RSS MB"], rows,
-                    align="lrrrr", caption_comment="made by scripts/tab_compute.py")
+    rows.append(
+        [
+            LABELS.get(key, key),
+            latex_number(len(files)),
+            latex_number(seconds, 3),
+            latex_number(float(bench["s"].max()), 3),
+            latex_number(float(bench["max_rss"].max()), 3),
+        ]
+    )
+table = latex_table(
+    ["experiment", "jobs", "total s", "longest job s", "peak RSS MB"],
+    rows,
+    align="lrrrr",
+    caption_comment="made by scripts/tab_compute.py",
+)
 atomic_write_text(TABLE, table)
 
 # %%

@@ -48,21 +48,35 @@ rows = []
 for (dataset, setting), g in runs.groupby(["dataset", "setting"], sort=True):
     ok = g[g["status"] == "finished"]
     red = ok.final_loss / ok.initial_loss
-    rows.append([
-        DATASET_LABELS.get(dataset, dataset), setting.replace("_", r"\_"),
-        f"{len(ok)}/{len(g)}",
-        latex_number(float(red.median())) if len(ok) else "--",
-        latex_number(float(ok.rate.median()), 4) if len(ok) else "--",
-        latex_number(float(ok.predicted_rate.median()), 4) if len(ok) else "--",
-        latex_number(float(g.lambda_0.min())),
-        latex_number(float(ok.min_lambda_ratio.min())) if len(ok) else "--",
-        latex_number(float(ok.max_w_norm.max())) if len(ok) else "--",
-    ])
+    rows.append(
+        [
+            DATASET_LABELS.get(dataset, dataset),
+            setting.replace("_", r"\_"),
+            f"{len(ok)}/{len(g)}",
+            latex_number(float(red.median())) if len(ok) else "--",
+            latex_number(float(ok.rate.median()), 4) if len(ok) else "--",
+            latex_number(float(ok.predicted_rate.median()), 4) if len(ok) else "--",
+            latex_number(float(g.lambda_0.min())),
+            latex_number(float(ok.min_lambda_ratio.min())) if len(ok) else "--",
+            latex_number(float(ok.max_w_norm.max())) if len(ok) else "--",
+        ]
+    )
 table = latex_table(
-    ["data", "setting", "finished", r"$L_T/L_0$", "rate", "NTK rate",
-     r"$\min\lambda_0$", r"$\min_t \lambda_t/\lambda_0$", r"$\max_t\|W_t\|/\sqrt m$"],
-    rows, align="llrrrrrrr",
-    caption_comment="made by scripts/tab_training.py; medians over widths and seeds")
+    [
+        "data",
+        "setting",
+        "finished",
+        r"$L_T/L_0$",
+        "rate",
+        "NTK rate",
+        r"$\min\lambda_0$",
+        r"$\min_t \lambda_t/\lambda_0$",
+        r"$\max_t\|W_t\|/\sqrt m$",
+    ],
+    rows,
+    align="llrrrrrrr",
+    caption_comment="made by scripts/tab_training.py; medians over widths and seeds",
+)
 atomic_write_text(TABLE, table)
 write_values(VALUES, {"tabTrainingRows": latex_number(len(rows))})
 

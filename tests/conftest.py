@@ -1,9 +1,9 @@
 """Test options: slow, SLURM and GPU tests are opt-in.
 
-    pytest                               fast unit tests (about a minute on 2 cores)
-    pytest --run-slow                    + real workflow runs (minutes)
-    pytest --run-slurm                   + the single-node SLURM test (root, Debian)
-    pytest --run-gpu                     + tests that need CUDA
+pytest                               fast unit tests (about a minute on 2 cores)
+pytest --run-slow                    + real workflow runs (minutes)
+pytest --run-slurm                   + the single-node SLURM test (root, Debian)
+pytest --run-gpu                     + tests that need CUDA
 """
 
 from __future__ import annotations

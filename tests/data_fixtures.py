@@ -28,8 +28,14 @@ import pytest
 
 from overdeq.data.download import RemoteFile
 
-IDX_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B,
-             np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+IDX_CODES = {
+    np.dtype("u1"): 0x08,
+    np.dtype("i1"): 0x09,
+    np.dtype(">i2"): 0x0B,
+    np.dtype(">i4"): 0x0C,
+    np.dtype(">f4"): 0x0D,
+    np.dtype(">f8"): 0x0E,
+}
 
 
 # ---------------------------------------------------------------- network guard
@@ -64,8 +70,9 @@ def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
     return head + array.astype(big).tobytes(order="C")
 
 
-def write_idx(path: Path, array: np.ndarray, *, gz: bool = True, magic: int | None = None,
-              cut: int = 0) -> Path:
+def write_idx(
+    path: Path, array: np.ndarray, *, gz: bool = True, magic: int | None = None, cut: int = 0
+) -> Path:
     """Write an IDX file (gzip by default); ``cut`` drops that many bytes from the end."""
     data = idx_bytes(array, magic)
     if gz:
@@ -75,8 +82,9 @@ def write_idx(path: Path, array: np.ndarray, *, gz: bool = True, magic: int | No
     return path
 
 
-def tiny_mnist(root: Path, counts: dict[int, int], *, shape: tuple[int, int] = (4, 4),
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def tiny_mnist(
+    root: Path, counts: dict[int, int], *, shape: tuple[int, int] = (4, 4), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Write the four MNIST files under root/raw/mnist; returns the training (images, labels).
 
     Labels are interleaved (not sorted by class) so an index mix-up shows. Pixels are
@@ -99,9 +107,12 @@ def tiny_mnist(root: Path, counts: dict[int, int], *, shape: tuple[int, int] = (
 
 def cifar_batch(data: np.ndarray, labels: np.ndarray, name: str) -> bytes:
     """A pickled batch as in the python version: bytes keys, data (k, 3072) uint8."""
-    batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels],
-             b"data": np.ascontiguousarray(data, dtype=np.uint8),
-             b"filenames": [f"img{i}.png".encode() for i in range(len(labels))]}
+    batch = {
+        b"batch_label": name.encode(),
+        b"labels": [int(v) for v in labels],
+        b"data": np.ascontiguousarray(data, dtype=np.uint8),
+        b"filenames": [f"img{i}.png".encode() for i in range(len(labels))],
+    }
     return pickle.dumps(batch, protocol=2)
 
 
@@ -119,9 +130,15 @@ def write_tarball(path: Path, members: dict[str, bytes], *, cut: int = 0) -> Pat
     return path
 
 
-def tiny_cifar(root: Path, per_batch: int = 6, seed: int = 0, *, cut: int = 0,
-               drop: str | None = None, replace: dict[str, bytes] | None = None
-               ) -> tuple[np.ndarray, np.ndarray, Path]:
+def tiny_cifar(
+    root: Path,
+    per_batch: int = 6,
+    seed: int = 0,
+    *,
+    cut: int = 0,
+    drop: str | None = None,
+    replace: dict[str, bytes] | None = None,
+) -> tuple[np.ndarray, np.ndarray, Path]:
     """Write root/raw/cifar-10/cifar-10-python.tar.gz with 5 training batches + test_batch.
 
     Labels cycle through 0..2 in each batch. Returns the training (data (N, 3072), labels
@@ -152,8 +169,14 @@ def tiny_cifar(root: Path, per_batch: int = 6, seed: int = 0, *, cut: int = 0,
 def pin_for(path: Path, urls: tuple[str, ...] = (), dataset: str = "MNIST") -> RemoteFile:
     """A RemoteFile whose pinned size and digests are those of ``path`` as it is now."""
     data = path.read_bytes()
-    return RemoteFile(name=path.name, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                      md5=hashlib.md5(data).hexdigest(), urls=urls, dataset=dataset)
+    return RemoteFile(
+        name=path.name,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        md5=hashlib.md5(data).hexdigest(),
+        urls=urls,
+        dataset=dataset,
+    )
 
 
 def pin_mnist(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:

@@ -15,12 +15,21 @@ def unit_rows(n: int, d: int, seed: int = 0, dtype=torch.float64) -> torch.Tenso
     return (X / X.norm(dim=1, keepdim=True)).to(dtype)
 
 
-def small_deq(n: int = 6, d: int = 5, m: int = 40, *, biases: bool = False, seed: int = 0,
-              sigma_w: float = 0.4, dtype=torch.float64) -> tuple[DEQ, torch.Tensor, torch.Tensor]:
+def small_deq(
+    n: int = 6,
+    d: int = 5,
+    m: int = 40,
+    *,
+    biases: bool = False,
+    seed: int = 0,
+    sigma_w: float = 0.4,
+    dtype=torch.float64,
+) -> tuple[DEQ, torch.Tensor, torch.Tensor]:
     """A DEQ, unit-norm inputs X (n, d) and targets y ~ U(0, 1)."""
     cfg = DEQConfig(d=d, width=m, sigma_w=sigma_w, biases=biases)
-    model = DEQ(cfg, seeds={"W": seed + 1, "U": seed + 2, "a": seed + 3, "bias": seed + 4},
-                dtype=dtype)
+    model = DEQ(
+        cfg, seeds={"W": seed + 1, "U": seed + 2, "a": seed + 3, "bias": seed + 4}, dtype=dtype
+    )
     X = unit_rows(n, d, seed + 5, dtype)
     y = torch.rand(n, generator=torch.Generator().manual_seed(seed + 6), dtype=torch.float64)
     return model, X, y.to(dtype)

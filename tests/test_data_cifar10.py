@@ -70,8 +70,11 @@ def test_subset_deterministic_for_a_seed(placed):
 
 def test_class_absent_and_n_too_large(placed):
     root, _, _ = placed
-    with pytest.raises(ValueError, match=r"class 9 does not occur in the CIFAR-10 training "
-                                         r"batches \(.*cifar-10-python\.tar\.gz\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"class 9 does not occur in the CIFAR-10 training "
+        r"batches \(.*cifar-10-python\.tar\.gz\)",
+    ):
         cifar10.load_cifar10(spec(root, classes=(0, 9)), download=False)
     with pytest.raises(ValueError, match="needs 11 samples of class 0 .* has only 10"):
         cifar10.load_cifar10(spec(root, n=22), download=False)
@@ -92,14 +95,24 @@ def test_checksum_mismatch_with_the_real_pin(tmp_path):
         cifar10.load_cifar10(spec(tmp_path), download=False)
 
 
-@pytest.mark.parametrize(("kwargs", "pattern"), [
-    ({"cut": 200}, "archive is truncated or corrupt"),
-    ({"drop": "data_batch_4"}, r"no member\(s\) \['data_batch_4'\]"),
-    ({"replace": {"data_batch_2": b"not a pickle"}}, r"data_batch_2 cannot be unpickled"),
-    ({"replace": {"data_batch_3": pickle.dumps({b"data": np.zeros((2, 100), np.uint8),
-                                                b"labels": [0, 1]})}},
-     r"data_batch_3: b'data' has dtype uint8 and shape \(2, 100\)"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"cut": 200}, "archive is truncated or corrupt"),
+        ({"drop": "data_batch_4"}, r"no member\(s\) \['data_batch_4'\]"),
+        ({"replace": {"data_batch_2": b"not a pickle"}}, r"data_batch_2 cannot be unpickled"),
+        (
+            {
+                "replace": {
+                    "data_batch_3": pickle.dumps(
+                        {b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}
+                    )
+                }
+            },
+            r"data_batch_3: b'data' has dtype uint8 and shape \(2, 100\)",
+        ),
+    ],
+)
 def test_broken_archives_name_file_and_member(tmp_path, monkeypatch, kwargs, pattern):
     _, _, path = tiny_cifar(tmp_path, **kwargs)
     pin_cifar(monkeypatch, path)

@@ -14,8 +14,7 @@ def test_digits_prepared_like_mnist():
     assert ds.X.shape == (40, 64) and ds.name == "digits"
     assert np.bincount(bunch.target[idx]).tolist() == [20, 20]
     flat = bunch.images[idx].reshape(40, 64)
-    np.testing.assert_allclose(ds.X, flat / np.linalg.norm(flat, axis=1, keepdims=True),
-                               rtol=1e-12)
+    np.testing.assert_allclose(ds.X, flat / np.linalg.norm(flat, axis=1, keepdims=True), rtol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(ds.X, axis=1), 1.0, rtol=1e-12)
     assert np.all((ds.y >= 0) & (ds.y < 1))
     assert len(ds.meta["files"][0]["content_sha256"]) == 64
@@ -34,11 +33,14 @@ def test_other_classes_and_pm1():
     np.testing.assert_array_equal(ds.y, np.where(target == 8, 1.0, -1.0))
 
 
-@pytest.mark.parametrize(("classes", "labels", "pattern"), [
-    ((0, 0), "uniform", "repeats a class"),
-    ((0, 10), "uniform", r"classes \[10\] do not exist"),
-    ((0, 1, 2), "pm1", "needs exactly two classes"),
-])
+@pytest.mark.parametrize(
+    ("classes", "labels", "pattern"),
+    [
+        ((0, 0), "uniform", "repeats a class"),
+        ((0, 10), "uniform", r"classes \[10\] do not exist"),
+        ((0, 1, 2), "pm1", "needs exactly two classes"),
+    ],
+)
 def test_bad_class_choices(classes, labels, pattern):
     with pytest.raises(ValueError, match=pattern):
         load_dataset(DataSpec(name="digits", n=6, classes=classes, labels=labels))

@@ -85,8 +85,9 @@ def test_file_url_download(tmp_path):
 def test_file_in_place_is_used_without_network(tmp_path, monkeypatch):
     (tmp_path / "file.bin").write_bytes(PAYLOAD)
     rf = _with_urls(pin_for(tmp_path / "file.bin"), "http://127.0.0.1:9/file.bin")
-    monkeypatch.setattr(urllib.request, "urlopen",
-                        lambda *a, **k: pytest.fail("network used for a file in place"))
+    monkeypatch.setattr(
+        urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used for a file in place")
+    )
     loc = ensure(rf, tmp_path, download=True)
     assert loc.digests.md5 == hashlib.md5(PAYLOAD).hexdigest()
 
@@ -94,8 +95,14 @@ def test_file_in_place_is_used_without_network(tmp_path, monkeypatch):
 def test_bad_file_in_place_is_reported_and_kept(tmp_path):
     good = tmp_path / "good.bin"
     good.write_bytes(PAYLOAD)
-    rf = RemoteFile("file.bin", len(PAYLOAD), hashlib.sha256(PAYLOAD).hexdigest(),
-                    hashlib.md5(PAYLOAD).hexdigest(), ("https://example.org/file.bin",), "MNIST")
+    rf = RemoteFile(
+        "file.bin",
+        len(PAYLOAD),
+        hashlib.sha256(PAYLOAD).hexdigest(),
+        hashlib.md5(PAYLOAD).hexdigest(),
+        ("https://example.org/file.bin",),
+        "MNIST",
+    )
     placed = tmp_path / "raw" / "mnist" / "file.bin"
     placed.parent.mkdir(parents=True)
     placed.write_bytes(PAYLOAD[:100])  # a truncated copy
@@ -103,8 +110,9 @@ def test_bad_file_in_place_is_reported_and_kept(tmp_path):
         ensure(rf, placed.parent, download=True)  # must not try to "repair" by downloading
     msg = str(e.value)
     short = hashlib.sha256(PAYLOAD[:100]).hexdigest()
-    assert (f"size 100 bytes and sha256 {short}, expected {len(PAYLOAD)} bytes and sha256 "
-            f"{rf.sha256}") in msg
+    assert (
+        f"size 100 bytes and sha256 {short}, expected {len(PAYLOAD)} bytes and sha256 {rf.sha256}"
+    ) in msg
     assert str(placed) in msg and "https://example.org/file.bin" in msg
     assert f"--data-root {tmp_path}" in msg
     assert placed.read_bytes() == PAYLOAD[:100]  # the user's file is not deleted
@@ -120,8 +128,12 @@ def test_same_size_other_content_fails_sha256(tmp_path):
 
 
 def test_missing_offline_names_every_file_and_checksum(tmp_path):
-    rfs = [RemoteFile(f"f{i}.gz", 10, f"{i}" * 64, "0" * 32, (f"https://example.org/f{i}.gz",),
-                      "MNIST") for i in range(2)]
+    rfs = [
+        RemoteFile(
+            f"f{i}.gz", 10, f"{i}" * 64, "0" * 32, (f"https://example.org/f{i}.gz",), "MNIST"
+        )
+        for i in range(2)
+    ]
     with pytest.raises(MissingFileError) as e:
         ensure_all(rfs, tmp_path / "raw" / "mnist", download=False)
     msg = str(e.value)

@@ -26,8 +26,9 @@ def test_images_and_labels_round_trip(tmp_path, gz):
     np.testing.assert_array_equal(read_idx_labels(lp), labels)
 
 
-@pytest.mark.parametrize(("dtype", "big"), [(">i2", 258), (">i4", 70000), (">f4", 1.5e7),
-                                            (">f8", 1e300), ("i1", 100)])
+@pytest.mark.parametrize(
+    ("dtype", "big"), [(">i2", 258), (">i4", 70000), (">f4", 1.5e7), (">f8", 1e300), ("i1", 100)]
+)
 def test_other_element_types_are_read_big_endian(tmp_path, dtype, big):
     values = np.array([[-3, big], [7, -1]], dtype=dtype)  # multi-byte values: byte order shows
     got = read_idx(write_idx(tmp_path / "x.gz", values))
@@ -53,8 +54,9 @@ def test_corrupted_gzip_payload_is_reported(tmp_path):
 
 
 def test_swapped_files_fail_on_magic(tmp_path):
-    labels_as_images = write_idx(tmp_path / "train-images-idx3-ubyte.gz",
-                                 np.zeros(7, dtype=np.uint8))
+    labels_as_images = write_idx(
+        tmp_path / "train-images-idx3-ubyte.gz", np.zeros(7, dtype=np.uint8)
+    )
     with pytest.raises(IdxFormatError, match="0x00000801.*expected 0x00000803") as e:
         read_idx_images(labels_as_images)
     assert "train-images-idx3-ubyte.gz" in str(e.value)

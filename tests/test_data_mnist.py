@@ -76,15 +76,21 @@ def test_meta_records_the_source_checksums(root):
 
 
 def test_class_absent_from_the_files(root):
-    with pytest.raises(ValueError, match=r"class 7 does not occur in the MNIST training split "
-                                         r"\(.*train-labels-idx1-ubyte\.gz\); classes present: "
-                                         r"\[0, 1, 2\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"class 7 does not occur in the MNIST training split "
+        r"\(.*train-labels-idx1-ubyte\.gz\); classes present: "
+        r"\[0, 1, 2\]",
+    ):
         mnist.load_mnist(spec(root, classes=(0, 7)), download=False)
 
 
 def test_n_larger_than_available(root):
-    with pytest.raises(ValueError, match=r"n=20 needs 10 samples of class 1 but .*has only 9.*"
-                                         r"lower --n"):
+    with pytest.raises(
+        ValueError,
+        match=r"n=20 needs 10 samples of class 1 but .*has only 9.*"
+        r"lower --n",
+    ):
         mnist.load_mnist(spec(root, n=20), download=False)
 
 
@@ -111,8 +117,11 @@ def test_corrupted_file_fails_on_checksum_before_parsing(root):
 
 def test_truncated_gzip_with_matching_pin_names_the_file(tmp_path, monkeypatch):
     tiny_mnist(tmp_path, COUNTS)
-    path = write_idx(tmp_path / "raw" / "mnist" / "train-images-idx3-ubyte.gz",
-                     np.ones((28, 4, 4), np.uint8), cut=12)
+    path = write_idx(
+        tmp_path / "raw" / "mnist" / "train-images-idx3-ubyte.gz",
+        np.ones((28, 4, 4), np.uint8),
+        cut=12,
+    )
     pin_mnist(monkeypatch, tmp_path)  # pins that match the broken file: the parser must catch it
     with pytest.raises(IdxFormatError, match=rf"{path}: the gzip stream is truncated"):
         mnist.load_mnist(spec(tmp_path), download=False)
@@ -126,8 +135,11 @@ def test_swapped_images_and_labels_fail_on_magic(tmp_path, monkeypatch):
     img.write_bytes(lab.read_bytes())
     lab.write_bytes(img_bytes)
     pin_mnist(monkeypatch, tmp_path)
-    with pytest.raises(IdxFormatError, match=r"train-images-idx3-ubyte\.gz: magic number "
-                                             r"0x00000801 \(labels\), expected 0x00000803"):
+    with pytest.raises(
+        IdxFormatError,
+        match=r"train-images-idx3-ubyte\.gz: magic number "
+        r"0x00000801 \(labels\), expected 0x00000803",
+    ):
         mnist.load_mnist(spec(tmp_path), download=False)
 
 
@@ -138,8 +150,11 @@ def test_download_from_mirrors_then_offline_use(tmp_path, monkeypatch):
         for name in list(mnist.MNIST_FILES):
             pin = pin_for(site / "raw" / "mnist" / name)
             urls = (base + "gone/" + name, base + name)  # the first mirror is broken
-            monkeypatch.setitem(mnist.MNIST_FILES, name, RemoteFile(
-                name, pin.size, pin.sha256, pin.md5, urls, "MNIST"))
+            monkeypatch.setitem(
+                mnist.MNIST_FILES,
+                name,
+                RemoteFile(name, pin.size, pin.sha256, pin.md5, urls, "MNIST"),
+            )
         files = mnist.fetch_mnist(tmp_path / "data", download=True)
     assert len(files) == 4
     for name, f in files.items():

@@ -29,9 +29,13 @@ _CLAIMANT = textwrap.dedent("""
 
 
 def _start(folder, env=None):
-    return subprocess.Popen([sys.executable, "-c", _CLAIMANT, str(folder)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLAIMANT, str(folder)],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _claimed(proc, timeout=30):
@@ -102,13 +106,16 @@ def test_no_visible_gpu_says_what_to_do(tmp_path):
         claim_gpu(device_count=0, folder=tmp_path)
 
 
-@pytest.mark.parametrize("env, count, expected", [
-    ({}, 2, ["0", "1"]),
-    ({"CUDA_VISIBLE_DEVICES": "3,1"}, 2, ["3", "1"]),
-    ({"CUDA_VISIBLE_DEVICES": "GPU-8f1c,GPU-77aa"}, 2, ["GPU-8f1c", "GPU-77aa"]),
-    ({"CUDA_VISIBLE_DEVICES": "2,-1,4"}, 1, ["2"]),  # CUDA stops at the invalid entry
-    ({"CUDA_VISIBLE_DEVICES": ""}, 0, []),
-])
+@pytest.mark.parametrize(
+    "env, count, expected",
+    [
+        ({}, 2, ["0", "1"]),
+        ({"CUDA_VISIBLE_DEVICES": "3,1"}, 2, ["3", "1"]),
+        ({"CUDA_VISIBLE_DEVICES": "GPU-8f1c,GPU-77aa"}, 2, ["GPU-8f1c", "GPU-77aa"]),
+        ({"CUDA_VISIBLE_DEVICES": "2,-1,4"}, 1, ["2"]),  # CUDA stops at the invalid entry
+        ({"CUDA_VISIBLE_DEVICES": ""}, 0, []),
+    ],
+)
 def test_visible_gpus_follow_cuda_visible_devices(env, count, expected):
     assert visible_gpus(count, env=env) == expected
 
@@ -129,8 +136,21 @@ def test_train_with_cuda_auto_and_no_gpu_fails_before_any_work(tmp_path, capsys,
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--device", "cuda:auto", "--n", "10", "--width", "40", "--steps", "5",
-              "--out", str(tmp_path / "run")])
+        main(
+            [
+                "train",
+                "--device",
+                "cuda:auto",
+                "--n",
+                "10",
+                "--width",
+                "40",
+                "--steps",
+                "5",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
     assert exc.value.code == 2
     assert "cuda:auto" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

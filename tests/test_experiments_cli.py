@@ -35,8 +35,15 @@ def read(path):
 
 
 TINY = {
-    "e1": {"data": "gaussian", "n": 6, "d": 4, "widths": [60, 240], "seeds": 2,
-           "untied_widths": [60], "max_depth": 3},
+    "e1": {
+        "data": "gaussian",
+        "n": 6,
+        "d": 4,
+        "widths": [60, 240],
+        "seeds": 2,
+        "untied_widths": [60],
+        "max_depth": 3,
+    },
     "e2": {"data": "identity", "ns": [5], "ratios": [0.6, 40], "seeds": 3},
     "e3": {"n": 6, "width": 60, "seeds": 2, "sigma_ws": [0.3, 1.6], "max_iter": 100},
     "e10": {"n": 5, "sigma_ws": [0.2, 0.4]},
@@ -45,9 +52,23 @@ TINY = {
 
 def test_e1_writes_rows_summary_and_meta(tmp_path, capsys):
     out, summary, meta = tmp_path / "rows.csv", tmp_path / "summary.csv", tmp_path / "meta.json"
-    code, err = run(["random-deq", "e1", "--params-json", json.dumps(TINY["e1"]), "--out",
-                     str(out), "--summary", str(summary), "--meta", str(meta), "--threads", "1"],
-                    capsys)
+    code, err = run(
+        [
+            "random-deq",
+            "e1",
+            "--params-json",
+            json.dumps(TINY["e1"]),
+            "--out",
+            str(out),
+            "--summary",
+            str(summary),
+            "--meta",
+            str(meta),
+            "--threads",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     rows = read(out)
     assert len(rows) == 2 * 2 + 2 * 3 * 2  # DEQ: widths x seeds; untied: seeds x depths x refs
@@ -63,8 +84,10 @@ def test_e2_summary_has_probabilities_and_the_threshold_fit(tmp_path, capsys):
     params = tmp_path / "p.json"
     params.write_text(json.dumps(TINY["e2"]))
     out, summary = tmp_path / "rows.csv", tmp_path / "summary.csv"
-    code, err = run(["random-deq", "e2", "--params", str(params), "--out", str(out),
-                     "--summary", str(summary)], capsys)
+    code, err = run(
+        ["random-deq", "e2", "--params", str(params), "--out", str(out), "--summary", str(summary)],
+        capsys,
+    )
     assert code == 0, err
     assert len(read(out)) == 2 * 3
     cells = read(summary)
@@ -80,8 +103,21 @@ def test_e2_summary_has_probabilities_and_the_threshold_fit(tmp_path, capsys):
 
 def test_e3_summary_separates_convergent_and_divergent(tmp_path, capsys):
     out, summary = tmp_path / "rows.csv", tmp_path / "summary.csv"
-    code, err = run(["random-deq", "e3", "--params-json", json.dumps(TINY["e3"]), "--out",
-                     str(out), "--summary", str(summary), "--device", "cpu"], capsys)
+    code, err = run(
+        [
+            "random-deq",
+            "e3",
+            "--params-json",
+            json.dumps(TINY["e3"]),
+            "--out",
+            str(out),
+            "--summary",
+            str(summary),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 0, err
     by_sigma = {float(r["sigma_w"]): r for r in read(summary)}
     assert float(by_sigma[0.3]["converged_fraction"]) == 1.0
@@ -91,46 +127,56 @@ def test_e3_summary_separates_convergent_and_divergent(tmp_path, capsys):
 
 def test_e10_rows_and_no_summary(tmp_path, capsys):
     out = tmp_path / "rows.csv"
-    code, err = run(["random-deq", "e10", "--params-json", json.dumps(TINY["e10"]), "--out",
-                     str(out)], capsys)
+    code, err = run(
+        ["random-deq", "e10", "--params-json", json.dumps(TINY["e10"]), "--out", str(out)], capsys
+    )
     assert code == 0, err
     rows = read(out)
     assert len(rows) == 2 * 2  # identity and Gaussian x two sigma_w
     assert all(float(r["lambda_Theta"]) >= float(r["lambda_K"]) > 0 for r in rows)
-    code, err = run(["random-deq", "e10", "--out", str(out), "--summary",
-                     str(tmp_path / "s.csv")], capsys)
+    code, err = run(
+        ["random-deq", "e10", "--out", str(out), "--summary", str(tmp_path / "s.csv")], capsys
+    )
     assert code == 2 and "--summary" in err
 
 
-@pytest.mark.parametrize("experiment, params, key, allowed", [
-    ("e1", {"widths": [0, 10]}, "widths", "integer >= 1"),
-    ("e1", {"data": "imagenet"}, "data", "'mnist'"),
-    ("e1", {"sigma_w": 1.5}, "sigma_w", "sqrt(2)"),
-    ("e1", {"seeds": True}, "seeds", "count >= 1"),
-    ("e1", {"width": 10}, "width", "untied_widths"),  # unknown key: lists the valid ones
-    ("e2", {"fraction": 0}, "fraction", "<= 1"),
-    ("e2", {"ratios": []}, "ratios", "non-empty list"),
-    ("e3", {"w_norm": "svd"}, "w_norm", "'power'"),
-    ("e3", {"data": ["identity"]}, "data", "one of"),
-    ("e10", {"dtype": "half"}, "dtype", "'float32'"),
-    ("e10", {"sigma_ws": [0.4, 2.0]}, "sigma_ws", "sqrt(2)"),
-])
-def test_bad_params_name_the_key_and_what_is_allowed(experiment, params, key, allowed,
-                                                     tmp_path, capsys):
+@pytest.mark.parametrize(
+    "experiment, params, key, allowed",
+    [
+        ("e1", {"widths": [0, 10]}, "widths", "integer >= 1"),
+        ("e1", {"data": "imagenet"}, "data", "'mnist'"),
+        ("e1", {"sigma_w": 1.5}, "sigma_w", "sqrt(2)"),
+        ("e1", {"seeds": True}, "seeds", "count >= 1"),
+        ("e1", {"width": 10}, "width", "untied_widths"),  # unknown key: lists the valid ones
+        ("e2", {"fraction": 0}, "fraction", "<= 1"),
+        ("e2", {"ratios": []}, "ratios", "non-empty list"),
+        ("e3", {"w_norm": "svd"}, "w_norm", "'power'"),
+        ("e3", {"data": ["identity"]}, "data", "one of"),
+        ("e10", {"dtype": "half"}, "dtype", "'float32'"),
+        ("e10", {"sigma_ws": [0.4, 2.0]}, "sigma_ws", "sqrt(2)"),
+    ],
+)
+def test_bad_params_name_the_key_and_what_is_allowed(
+    experiment, params, key, allowed, tmp_path, capsys
+):
     out = tmp_path / "rows.csv"
-    code, err = run(["random-deq", experiment, "--params-json", json.dumps(params),
-                     "--out", str(out)], capsys)
+    code, err = run(
+        ["random-deq", experiment, "--params-json", json.dumps(params), "--out", str(out)], capsys
+    )
     assert code == 2
     assert repr(key) in err and allowed in err
     assert not out.exists()  # failed before any work
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--params-json", "{\"n\": 5"], "not valid JSON"),
-    (["--params-json", "[1, 2]"], "JSON object"),
-    (["--device", "gpu"], "--device"),
-    (["--threads", "0"], "--threads"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--params-json", '{"n": 5'], "not valid JSON"),
+        (["--params-json", "[1, 2]"], "JSON object"),
+        (["--device", "gpu"], "--device"),
+        (["--threads", "0"], "--threads"),
+    ],
+)
 def test_bad_flags_exit_2(args, fragment, tmp_path, capsys):
     code, err = run(["random-deq", "e10", *args, "--out", str(tmp_path / "r.csv")], capsys)
     assert code == 2 and fragment in err
@@ -160,4 +206,7 @@ def test_schema_enums_match_the_library():
     assert rd["properties"]["e3"]["properties"]["w_norm"]["enum"] == list(W_NORMS)
     assert rd["$defs"]["kernel_sigma_w"]["exclusiveMaximum"] == math.sqrt(2)
     for exp in C.EXPERIMENTS:
-        assert set(rd["properties"][exp]["properties"]) == set(E.DEFAULTS[exp]) - {"device", "data_root"}
+        assert set(rd["properties"][exp]["properties"]) == set(E.DEFAULTS[exp]) - {
+            "device",
+            "data_root",
+        }

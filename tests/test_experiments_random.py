@@ -13,7 +13,13 @@ from overdeq import experiments_random as E
 
 def test_regimes():
     assert [E.regime(s) for s in (0.1, 0.49, 0.5, 1.4, math.sqrt(2), 1.5)] == [
-        "contraction", "contraction", "mean-field", "mean-field", "divergent", "divergent"]
+        "contraction",
+        "contraction",
+        "mean-field",
+        "mean-field",
+        "divergent",
+        "divergent",
+    ]
 
 
 def test_unknown_parameters_are_listed():
@@ -24,8 +30,17 @@ def test_unknown_parameters_are_listed():
 
 
 def test_e1_rows_and_slope(tmp_path):
-    rows = E.run_e1({"data": "gaussian", "n": 8, "d": 4, "widths": [200, 800, 3200],
-                     "seeds": 2, "untied_widths": [400], "max_depth": 3})
+    rows = E.run_e1(
+        {
+            "data": "gaussian",
+            "n": 8,
+            "d": 4,
+            "widths": [200, 800, 3200],
+            "seeds": 2,
+            "untied_widths": [400],
+            "max_depth": 3,
+        }
+    )
     deq = [r for r in rows if r["network"] == "deq"]
     untied = [r for r in rows if r["network"] == "untied"]
     assert len(deq) == 6 and len(untied) == 2 * 3 * 2
@@ -64,8 +79,15 @@ def test_e2_threshold_fit_on_known_cells():
     for n in (4, 16, 64):
         star = 2 * math.sqrt(n)
         for ratio in (1, 2, 4, 8, 16, 32):
-            cells.append({"data": "x", "n": n, "ratio": ratio, "width": ratio * n,
-                          "probability": 0.95 if ratio >= star else 0.5})
+            cells.append(
+                {
+                    "data": "x",
+                    "n": n,
+                    "ratio": ratio,
+                    "width": ratio * n,
+                    "probability": 0.95 if ratio >= star else 0.5,
+                }
+            )
     cells.append({"data": "x", "n": 256, "ratio": 1, "width": 256, "probability": 0.2})
     fit = E.fit_e2_threshold(cells, probability=0.9)
     by_n = {r["n"]: r for r in fit}
@@ -78,8 +100,16 @@ def test_e2_threshold_fit_on_known_cells():
 
 
 def test_e3_labels_regimes_and_reports_divergence():
-    rows = E.run_e3({"n": 6, "width": 300, "seeds": 2, "sigma_ws": [0.3, 1.6],
-                     "max_iter": 300, "w_norm": "power"})
+    rows = E.run_e3(
+        {
+            "n": 6,
+            "width": 300,
+            "seeds": 2,
+            "sigma_ws": [0.3, 1.6],
+            "max_iter": 300,
+            "w_norm": "power",
+        }
+    )
     summary = {s["sigma_w"]: s for s in E.summarize_e3(rows)}
     assert summary[0.3]["regime"] == "contraction" and summary[0.3]["converged_fraction"] == 1
     assert summary[1.6]["regime"] == "divergent" and summary[1.6]["converged_fraction"] == 0
@@ -88,8 +118,7 @@ def test_e3_labels_regimes_and_reports_divergence():
 
 
 def test_e10_table():
-    rows = E.run_e10({"data": ["identity", "gaussian"], "n": 12, "d": 6,
-                      "sigma_ws": [0.2, 1.2]})
+    rows = E.run_e10({"data": ["identity", "gaussian"], "n": 12, "d": 6, "sigma_ws": [0.2, 1.2]})
     assert len(rows) == 4
     for r in rows:
         assert 0 < r["lambda_K"] <= r["lambda_Theta"] and r["lambda_Theta"] < r["lambda_max_Theta"]

@@ -99,8 +99,9 @@ def test_released_algorithm_is_exact_only_at_tight_tolerance():
     exact, _ = implicit_grads(model, X, y)
 
     def released(tol):
-        cfg = SolverConfig(name="anderson", tol=tol, max_iter=500, criterion="global",
-                           ridge_mode="absolute")
+        cfg = SolverConfig(
+            name="anderson", tol=tol, max_iter=500, criterion="global", ridge_mode="absolute"
+        )
         model.zero_grad()
         loss_fn(released_output(model, X, forward=cfg, backward=cfg), y).backward()
         return {k: p.grad.clone() for k, p in model.named_parameters()}

@@ -73,7 +73,9 @@ def test_arc_cosine_clamps_rounding_past_parallel():
     assert torch.isfinite(kappa1(Lam)).all() and torch.isfinite(kappa0(Lam)).all()
     assert float(kappa1(Lam)[0, 1]) == pytest.approx(0.5, abs=1e-12)
     assert float(kappa0(Lam)[0, 1]) == pytest.approx(0.5, abs=1e-7)
-    assert float(kappa0(-Lam.abs() + 2 * torch.eye(2, dtype=F64))[0, 1]) == pytest.approx(0, abs=1e-7)
+    assert float(kappa0(-Lam.abs() + 2 * torch.eye(2, dtype=F64))[0, 1]) == pytest.approx(
+        0, abs=1e-7
+    )
 
 
 # --- DEQ conjugate kernel -------------------------------------------------------------------
@@ -88,8 +90,9 @@ def test_deq_kernel_is_a_fixed_point_with_closed_form_diagonal(sigma_w, sigma_b)
     assert float((kappa1(Lam) - K).abs().max()) < 1e-11 * float(K.abs().max())
     expected = (1.3**2 * (X * X).sum(1) + sigma_b**2) / (2 - sigma_w**2)
     assert torch.allclose(K.diagonal(), expected, rtol=1e-14, atol=0)
-    assert torch.allclose(deq_diagonal(X, sigma_w=sigma_w, sigma_u=1.3, sigma_b=sigma_b),
-                          expected, rtol=1e-15, atol=0)
+    assert torch.allclose(
+        deq_diagonal(X, sigma_w=sigma_w, sigma_u=1.3, sigma_b=sigma_b), expected, rtol=1e-15, atol=0
+    )
 
 
 def test_deq_kernel_for_orthonormal_inputs_solves_the_scalar_equation():
@@ -216,8 +219,9 @@ def test_tangent_kernel_with_trained_gaussian_biases():
     T = deq_tangent_kernel(X, sigma_w=sigma_w, sigma_b=sigma_b, biases=True)
     grams = []
     for seed in range(4):
-        model = DEQ(DEQConfig(d=6, width=m, sigma_w=sigma_w, biases=True), seeds=deq_seeds(seed),
-                    dtype=F64)
+        model = DEQ(
+            DEQConfig(d=6, width=m, sigma_w=sigma_w, biases=True), seeds=deq_seeds(seed), dtype=F64
+        )
         g = torch.Generator().manual_seed(1000 + seed)
         with torch.no_grad():  # Gaussian biases with Var(b_w + b_u) = sigma_b^2
             model.b_w.copy_(torch.randn(m, generator=g, dtype=F64) * sigma_b / math.sqrt(2))
@@ -236,7 +240,8 @@ def test_tangent_kernel_dominates_the_conjugate_kernel():
         lk = lambda_star(X, sigma_w=sigma_w)
         lt = lambda_star(X, sigma_w=sigma_w, kernel="tangent")
         assert lt >= lk > 0
-        assert lk == pytest.approx(float(torch.linalg.eigvalsh(
-            deq_conjugate_kernel(X, sigma_w=sigma_w))[0]), rel=1e-12)
+        assert lk == pytest.approx(
+            float(torch.linalg.eigvalsh(deq_conjugate_kernel(X, sigma_w=sigma_w))[0]), rel=1e-12
+        )
     with pytest.raises(ValueError, match="valid kernels"):
         lambda_star(X, kernel="ntk")

@@ -55,7 +55,8 @@ def test_legacy_readout_is_not_the_minimum_in_general():
         true = gram_lambda_min(Z)
         eigs = np.linalg.eigvalsh((Z @ Z.T).numpy())
         assert legacy["lambda_min_legacy"] == pytest.approx(
-            eigs[np.argmin(np.abs(eigs - legacy["lambda_min_legacy"]))], rel=1e-8)
+            eigs[np.argmin(np.abs(eigs - legacy["lambda_min_legacy"]))], rel=1e-8
+        )
         found_wrong |= legacy["lambda_min_legacy"] > true * 1.5
     assert found_wrong
 

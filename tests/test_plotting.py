@@ -13,10 +13,18 @@ from overdeq.plotting import (  # noqa: E402
 )
 
 
-@pytest.mark.parametrize("x, text", [
-    (12, "12"), (12000, "12{,}000"), (0.5, "0.500"), (0.0123, "0.0123"), (3.14159, "3.14"),
-    (2.5e-7, r"\ensuremath{2.50 \times 10^{-7}}"), (float("nan"), "n/a"),
-])
+@pytest.mark.parametrize(
+    "x, text",
+    [
+        (12, "12"),
+        (12000, "12{,}000"),
+        (0.5, "0.500"),
+        (0.0123, "0.0123"),
+        (3.14159, "3.14"),
+        (2.5e-7, r"\ensuremath{2.50 \times 10^{-7}}"),
+        (float("nan"), "n/a"),
+    ],
+)
 def test_latex_number(x, text):
     assert latex_number(x) == text
 

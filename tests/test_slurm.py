@@ -78,22 +78,33 @@ def cluster(tmp_path_factory):
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
-        pytest.fail("snakemake-executor-plugin-slurm is missing: run tools/setup.sh (it "
-                    "installs the `slurm` extra; the plugin needs Python >= 3.11, this is "
-                    f"{sys.version.split()[0]})")
+        pytest.fail(
+            "snakemake-executor-plugin-slurm is missing: run tools/setup.sh (it "
+            "installs the `slurm` extra; the plugin needs Python >= 3.11, this is "
+            f"{sys.version.split()[0]})"
+        )
     subprocess.run(["bash", str(CLUSTER), "install"], check=True)
     profile = yaml.safe_load((REPO / PROFILE / "config.yaml").read_text())
     partition = profile["default-resources"]["slurm_partition"]
     state = tmp_path_factory.mktemp("slurm", numbered=True).resolve()
-    env = {**os.environ, "SLURM_PARTITION": partition,
-           "SLURM_CTLD_PORT": str(_free_port()), "SLURM_SLURMD_PORT": str(_free_port())}
+    env = {
+        **os.environ,
+        "SLURM_PARTITION": partition,
+        "SLURM_CTLD_PORT": str(_free_port()),
+        "SLURM_SLURMD_PORT": str(_free_port()),
+    }
     pids: dict[str, int] = {}
     started = time.monotonic()
     try:
-        subprocess.run(["bash", str(CLUSTER), "start", str(state)], env=env, check=True,
-                       timeout=120)
-        pids.update({name: int((state / "run" / f"{name}.pid").read_text())
-                     for name in ("munged", "slurmctld", "slurmd")})
+        subprocess.run(
+            ["bash", str(CLUSTER), "start", str(state)], env=env, check=True, timeout=120
+        )
+        pids.update(
+            {
+                name: int((state / "run" / f"{name}.pid").read_text())
+                for name in ("munged", "slurmctld", "slurmd")
+            }
+        )
         print(f"cluster started in {time.monotonic() - started:.1f} s")
         yield {"conf": state / "slurm.conf", "state": state, "partition": partition}
     finally:
@@ -109,9 +120,16 @@ def cluster(tmp_path_factory):
 
 def _scratch_repo(dst: Path) -> Path:
     """The repository's files (tracked, and new ones git does not ignore), tiny tier as config."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                            "--exclude-standard"], cwd=REPO, capture_output=True,
-                           check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         src = REPO / name
         if src.is_file():
@@ -134,8 +152,11 @@ def _training(repo: Path, tier: str) -> dict[str, tuple[bytes, str, dict]]:
         s = json.loads(summary.read_text())
         prov = s.pop("provenance")
         key = str(summary.parent.relative_to(repo))
-        out[key] = ((summary.parent / "history.csv").read_bytes(),
-                    json.dumps(s, sort_keys=True), prov)  # JSON: NaN compares equal to NaN
+        out[key] = (
+            (summary.parent / "history.csv").read_bytes(),
+            json.dumps(s, sort_keys=True),
+            prov,
+        )  # JSON: NaN compares equal to NaN
     return out
 
 
@@ -146,8 +167,10 @@ def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log:
         if value:
             return value
         if proc.poll() is not None:
-            pytest.fail(f"snakemake ended (exit {proc.returncode}) before {what}:\n"
-                        + log.read_text()[-4000:])
+            pytest.fail(
+                f"snakemake ended (exit {proc.returncode}) before {what}:\n"
+                + log.read_text()[-4000:]
+            )
         time.sleep(0.05)
     proc.kill()
     pytest.fail(f"timed out after {timeout} s waiting for {what}:\n" + log.read_text()[-4000:])
@@ -155,8 +178,13 @@ def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen, log:
 
 def _squeue(conf: Path) -> list[tuple[str, str, str]]:
     """(job id, state, comment) of every job the cluster knows, finished ones included."""
-    out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i|%T|%k"], env=_env(
-        {"SLURM_CONF": str(conf)}), capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "--states=all", "-o", "%i|%T|%k"],
+        env=_env({"SLURM_CONF": str(conf)}),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [tuple(line.split("|", 2)) for line in out.splitlines()]
 
 
@@ -171,8 +199,14 @@ def test_workflow_on_slurm_matches_a_local_run_and_survives_scancel(cluster, tmp
     # 1. the reference: a local run of the tiny tier
     local = _scratch_repo(tmp_path / "local")
     t0 = time.monotonic()
-    done = subprocess.run(["snakemake", "--cores", "2"], cwd=local, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["snakemake", "--cores", "2"],
+        cwd=local,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     timings["local run"] = time.monotonic() - t0
     assert done.returncode == 0, done.stderr[-4000:]
     reference = _training(local, tier)
@@ -183,20 +217,37 @@ def test_workflow_on_slurm_matches_a_local_run_and_survives_scancel(cluster, tmp
     repo = _scratch_repo(tmp_path / "slurm")
     log = tmp_path / "snakemake-slurm.log"
     env = _env({"SLURM_CONF": str(cluster["conf"])})
-    cmd = ["snakemake", "--workflow-profile", PROFILE,
-           "--slurm-init-seconds-before-status-checks", "1",
-           "--seconds-between-status-checks", "1"]
+    cmd = [
+        "snakemake",
+        "--workflow-profile",
+        PROFILE,
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "1",
+    ]
     run_dir = repo / killed_run
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: (run_dir / "checkpoint.pt").is_file(), 300,
-                  "the first checkpoint of the training job", proc, log)
+        _wait_for(
+            lambda: (run_dir / "checkpoint.pt").is_file(),
+            300,
+            "the first checkpoint of the training job",
+            proc,
+            log,
+        )
 
         def running_job():
-            return next((jid for jid, st, comment in _squeue(cluster["conf"])
-                         if st == "RUNNING" and comment == killed_comment), None)
+            return next(
+                (
+                    jid
+                    for jid, st, comment in _squeue(cluster["conf"])
+                    if st == "RUNNING" and comment == killed_comment
+                ),
+                None,
+            )
 
         killed = _wait_for(running_job, 30, "the training job in squeue", proc, log)
         subprocess.run(["scancel", killed], env=env, check=True)
@@ -222,10 +273,16 @@ def test_workflow_on_slurm_matches_a_local_run_and_survives_scancel(cluster, tmp
     assert "Trying to restart job" in text
     # the profile's resources reached sbatch, and a CPU job asked for no GPU
     train_jobs = [jid for jid, rule in submitted if rule == "train"]
-    info = subprocess.run(["scontrol", "show", "job", train_jobs[0]], env=env,
-                          capture_output=True, text=True, check=True).stdout
-    mem = yaml.safe_load((repo / PROFILE / "config.yaml").read_text())[
-        "set-resources"]["train"]["mem_mb"]
+    info = subprocess.run(
+        ["scontrol", "show", "job", train_jobs[0]],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    mem = yaml.safe_load((repo / PROFILE / "config.yaml").read_text())["set-resources"]["train"][
+        "mem_mb"
+    ]
     assert f"MinMemoryNode={mem}M" in info and f"Partition={cluster['partition']}" in info
     assert "TresPerJob" not in info and "gpu" not in info.split("Command=")[0].lower()
 

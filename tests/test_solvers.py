@@ -20,8 +20,11 @@ PROBLEMS = {
 def test_solution_is_a_fixed_point(name, problem, criterion):
     f, exact = PROBLEMS[problem]()
     cfg = SolverConfig(name=name, tol=1e-10, max_iter=500, criterion=criterion)
-    res = solve(f, torch.zeros(7 if exact is None else 5, 30 if exact is None else 25,
-                               dtype=torch.float64), cfg)
+    res = solve(
+        f,
+        torch.zeros(7 if exact is None else 5, 30 if exact is None else 25, dtype=torch.float64),
+        cfg,
+    )
     assert res.converged
     assert res.residual < 1e-10
     z = res.solution
@@ -58,14 +61,18 @@ def test_non_convergence_is_reported(name):
     W = torch.randn(10, 10, generator=g, dtype=torch.float64)
     W = 3.0 * W / torch.linalg.matrix_norm(W, ord=2)
     f = lambda Z: torch.relu(Z @ W.T + 1.0)  # noqa: E731
-    res = solve(f, torch.zeros(3, 10, dtype=torch.float64),
-                SolverConfig(name=name, tol=1e-6, max_iter=30))
+    res = solve(
+        f, torch.zeros(3, 10, dtype=torch.float64), SolverConfig(name=name, tol=1e-6, max_iter=30)
+    )
     assert not res.converged
     assert res.iterations == 30
     assert res.residual > 1e-6
     # and a contraction stopped too early is not called converged either
-    res = solve(contractive_map(3, 10, 0.9), torch.zeros(3, 10, dtype=torch.float64),
-                SolverConfig(name=name, tol=1e-12, max_iter=3))
+    res = solve(
+        contractive_map(3, 10, 0.9),
+        torch.zeros(3, 10, dtype=torch.float64),
+        SolverConfig(name=name, tol=1e-12, max_iter=3),
+    )
     assert not res.converged and res.iterations == 3
 
 
@@ -119,8 +126,9 @@ def test_unknown_solver_lists_the_valid_ones():
         SolverConfig(name="broyden")
 
 
-@pytest.mark.parametrize("bad", [dict(tol=0.0), dict(max_iter=0), dict(criterion="mean"),
-                                 dict(ridge_mode="relative")])
+@pytest.mark.parametrize(
+    "bad", [dict(tol=0.0), dict(max_iter=0), dict(criterion="mean"), dict(ridge_mode="relative")]
+)
 def test_bad_options_are_rejected(bad):
     with pytest.raises(ValueError):
         SolverConfig(**bad)

@@ -44,12 +44,27 @@ def test_run_directory_contents(tmp_path):
         assert col in hist[0]
     assert len(hist) == 5
     s = read_json(tmp_path / "summary.json")
-    for key in ("status", "final_loss", "lambda_0", "min_lambda_min", "max_w_norm", "rate",
-                "provenance"):
+    for key in (
+        "status",
+        "final_loss",
+        "lambda_0",
+        "min_lambda_min",
+        "max_w_norm",
+        "rate",
+        "provenance",
+    ):
         assert key in s
     prov = s["provenance"]
-    for key in ("git", "config_hash", "versions", "device", "precision", "seeds",
-                "wall_time_s", "peak_memory_mb"):
+    for key in (
+        "git",
+        "config_hash",
+        "versions",
+        "device",
+        "precision",
+        "seeds",
+        "wall_time_s",
+        "peak_memory_mb",
+    ):
         assert key in prov
     assert prov["seeds"]["W"] != prov["seeds"]["U"]
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "spectrum.npz").is_file()
@@ -86,9 +101,27 @@ def test_in_process_resume_is_bit_identical(tmp_path):
 
 
 def _cli(out: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "overdeq.cli", "train", "--n", "20", "--width", "80",
-            "--steps", str(steps), "--log-every", "3", "--checkpoint-every", "5",
-            "--threads", "1", "--quiet", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "overdeq.cli",
+        "train",
+        "--n",
+        "20",
+        "--width",
+        "80",
+        "--steps",
+        str(steps),
+        "--log-every",
+        "3",
+        "--checkpoint-every",
+        "5",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
@@ -118,8 +151,9 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
 
 def test_width_scale_bug_diverges_with_a_status_not_a_traceback(tmp_path):
     # the released random script uses 1/sqrt(256) at width 7000, a ratio of 27: here 81 vs 3
-    run = make_run_config(mode="legacy", data=SMALL["data"], width=81, width_scale=3,
-                          steps=50, lr=1e-3)
+    run = make_run_config(
+        mode="legacy", data=SMALL["data"], width=81, width_scale=3, steps=50, lr=1e-3
+    )
     s = train(run, tmp_path).summary
     assert s["status"] == "diverged"
     assert re.search(r"(did not converge|non-finite loss) .*at step \d+", s["reason"])
@@ -151,10 +185,16 @@ def test_expansive_sigma_w_needs_an_override():
     assert run.allow_expansive
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(steps=-1), "--steps"), (dict(lr=-1.0), "--lr"), (dict(loss="mae"), "--loss"),
-    (dict(precision="fp8"), "--precision"), (dict(log_every=0), "--log-every"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(steps=-1), "--steps"),
+        (dict(lr=-1.0), "--lr"),
+        (dict(loss="mae"), "--loss"),
+        (dict(precision="fp8"), "--precision"),
+        (dict(log_every=0), "--log-every"),
+    ],
+)
 def test_bad_training_options_name_the_flag(bad, match):
     with pytest.raises(ConfigError, match=match):
         make_run_config(**SMALL, **bad)
@@ -171,7 +211,7 @@ def test_seeds_are_independent_per_object():
 
 def test_fit_rate_recovers_a_geometric_decay():
     steps = torch.arange(0, 200, 5).double().numpy()
-    losses = 3.0 * 0.97 ** steps
+    losses = 3.0 * 0.97**steps
     rate, r2, npts = fit_rate(steps, losses)
     assert rate == pytest.approx(0.97, rel=1e-9)
     assert r2 == pytest.approx(1.0)
@@ -190,12 +230,12 @@ def test_killed_after_the_final_checkpoint_resumes_without_a_duplicate_row(tmp_p
     assert again.resumed_from == 12
     assert again.history == full.history
     assert (tmp_path / "cut" / "history.csv").read_text() == (
-        tmp_path / "full" / "history.csv").read_text()
+        tmp_path / "full" / "history.csv"
+    ).read_text()
 
 
 def test_divergence_on_a_logged_step_is_a_status_not_a_traceback(tmp_path):
-    run = make_run_config(data=DataSpec("identity", n=10), width=50, steps=30, lr=3.0,
-                          log_every=1)
+    run = make_run_config(data=DataSpec("identity", n=10), width=50, steps=30, lr=3.0, log_every=1)
     s = train(run, tmp_path).summary
     assert s["status"] == "diverged" and "non-finite loss" in s["reason"]
     rows = read_csv(tmp_path / "history.csv")

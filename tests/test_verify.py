@@ -9,8 +9,9 @@ from overdeq.verify import load_claims, run_checks
 
 
 def write_claims(path, checks, claim_id="C1"):
-    path.write_text(yaml.safe_dump({"claims": [
-        {"id": claim_id, "statement": "a statement", "checks": checks}]}))
+    path.write_text(
+        yaml.safe_dump({"claims": [{"id": claim_id, "statement": "a statement", "checks": checks}]})
+    )
     return path
 
 
@@ -18,33 +19,53 @@ def write_claims(path, checks, claim_id="C1"):
 def results(tmp_path):
     root = tmp_path / "results"
     (root / "aggregate").mkdir(parents=True)
-    pd.DataFrame({"setting": ["a", "a", "b"], "x": [1.0, 2.0, 10.0], "status": ["ok", "ok", "bad"],
-                  "w": [100, 200, 200]}).to_csv(root / "aggregate" / "t.csv", index=False)
+    pd.DataFrame(
+        {
+            "setting": ["a", "a", "b"],
+            "x": [1.0, 2.0, 10.0],
+            "status": ["ok", "ok", "bad"],
+            "w": [100, 200, 200],
+        }
+    ).to_csv(root / "aggregate" / "t.csv", index=False)
     return root
 
 
 def check(**kw):
-    base = {"id": "k", "what": "w", "table": "aggregate/t.csv", "value": "x", "reduce": "max",
-            "expect": "<=", "threshold": 2.0}
+    base = {
+        "id": "k",
+        "what": "w",
+        "table": "aggregate/t.csv",
+        "value": "x",
+        "reduce": "max",
+        "expect": "<=",
+        "threshold": 2.0,
+    }
     return {**base, **kw}
 
 
-@pytest.mark.parametrize("spec, status", [
-    (check(), "FAIL"),  # max over all rows is 10
-    (check(where={"setting": "a"}), "PASS"),
-    (check(where="setting == 'a'", reduce="mean", expect="==", threshold=1.5), "PASS"),
-    (check(where={"setting": "a"}, threshold=1.9), "FAIL"),
-    (check(where={"setting": "a"}, threshold=1.9, tolerance=0.2), "PASS"),
-    (check(value="status == 'ok'", reduce="fraction", expect=">=", threshold=1.0), "FAIL"),
-    (check(reduce="each", expect="between", threshold=[0.5, 10.0]), "PASS"),
-    (check(reduce="each", expect="between", threshold=[1.5, 10.0]), "FAIL"),
-    (check(where=["setting == 'a'", "w == w.max()"], reduce="min", expect=">=", threshold=2.0),
-     "PASS"),
-    (check(reduce="count", expect="==", threshold=3), "PASS"),
-    (check(threshold={"quick": 20.0, "paper": 1.0}), "PASS"),
-    (check(where={"setting": "zzz"}), "FAIL"),  # no rows is not a pass
-    (check(value="no_such_column"), "FAIL"),
-])
+@pytest.mark.parametrize(
+    "spec, status",
+    [
+        (check(), "FAIL"),  # max over all rows is 10
+        (check(where={"setting": "a"}), "PASS"),
+        (check(where="setting == 'a'", reduce="mean", expect="==", threshold=1.5), "PASS"),
+        (check(where={"setting": "a"}, threshold=1.9), "FAIL"),
+        (check(where={"setting": "a"}, threshold=1.9, tolerance=0.2), "PASS"),
+        (check(value="status == 'ok'", reduce="fraction", expect=">=", threshold=1.0), "FAIL"),
+        (check(reduce="each", expect="between", threshold=[0.5, 10.0]), "PASS"),
+        (check(reduce="each", expect="between", threshold=[1.5, 10.0]), "FAIL"),
+        (
+            check(
+                where=["setting == 'a'", "w == w.max()"], reduce="min", expect=">=", threshold=2.0
+            ),
+            "PASS",
+        ),
+        (check(reduce="count", expect="==", threshold=3), "PASS"),
+        (check(threshold={"quick": 20.0, "paper": 1.0}), "PASS"),
+        (check(where={"setting": "zzz"}), "FAIL"),  # no rows is not a pass
+        (check(value="no_such_column"), "FAIL"),
+    ],
+)
 def test_check_semantics(tmp_path, results, spec, status):
     claims = load_claims(write_claims(tmp_path / "c.yaml", [spec]))
     report = run_checks(claims, results, "quick")
@@ -59,8 +80,9 @@ def test_missing_table_is_not_a_pass(tmp_path, results):
 
 
 def test_claim_fails_if_any_check_fails(tmp_path, results):
-    claims = load_claims(write_claims(tmp_path / "c.yaml", [
-        check(id="k1", where={"setting": "a"}), check(id="k2")]))
+    claims = load_claims(
+        write_claims(tmp_path / "c.yaml", [check(id="k1", where={"setting": "a"}), check(id="k2")])
+    )
     report = run_checks(claims, results, "quick")
     assert [c.status for c in report.checks] == ["PASS", "FAIL"]
     assert report.claims["C1"] == "FAIL" and not report.to_dict()["passed"]
@@ -76,8 +98,22 @@ def test_malformed_claims_are_rejected_with_the_key(tmp_path):
 def test_cli_writes_json_and_prints_a_table(tmp_path, results, capsys):
     claims = write_claims(tmp_path / "c.yaml", [check(where={"setting": "a"})])
     out = tmp_path / "verify.json"
-    assert main(["verify", "--claims", str(claims), "--results", str(results), "--tier", "quick",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "verify",
+                "--claims",
+                str(claims),
+                "--results",
+                str(results),
+                "--tier",
+                "quick",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "PASS" in printed and "C1" in printed
     data = json.loads(out.read_text())

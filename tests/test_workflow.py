@@ -25,8 +25,14 @@ BIN = Path(sys.executable).parent
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "snakemake"), *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def test_lint_is_clean():
@@ -35,15 +41,26 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("extra", [[], ["--configfile", "config/paper.yaml"]],
-                         ids=["default-tier", "paper-tier"])
+@pytest.mark.parametrize(
+    "extra", [[], ["--configfile", "config/paper.yaml"]], ids=["default-tier", "paper-tier"]
+)
 def test_dry_run_plans_every_target(extra):
     out = snakemake("-n", "--forceall", "--quiet", "rules", *extra)
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout + out.stderr
-    for rule in ("train", "aggregate_training", "random_deq_e1", "random_deq_e2",
-                 "random_deq_e3", "random_deq_e10", "gradient_error", "fig_loss",
-                 "verify_claims", "paper_values", "paper"):
+    for rule in (
+        "train",
+        "aggregate_training",
+        "random_deq_e1",
+        "random_deq_e2",
+        "random_deq_e3",
+        "random_deq_e10",
+        "gradient_error",
+        "fig_loss",
+        "verify_claims",
+        "paper_values",
+        "paper",
+    ):
         assert re.search(rf"^{rule}\s+\d+", text, re.M), f"{rule} not planned:\n{text[-3000:]}"
 
 
@@ -66,8 +83,13 @@ def test_schema_enums_are_the_library_registries():
 
 def _scratch(dst: Path, config: Path) -> Path:
     """The repository's files (tracked and new, not ignored) with ``config`` as the config."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for rel in files:
         src = REPO / rel
         if src.is_file():
@@ -96,8 +118,11 @@ def test_bad_config_fails_with_a_message_naming_the_key(tmp_path):
 
 def _jobs(dry_run_output: str) -> dict[str, int]:
     """Rule -> job count from the job-stats table of a dry run."""
-    return {m.group(1): int(m.group(2)) for m in
-            re.finditer(r"^([a-z_0-9]+)\s+(\d+)$", dry_run_output, re.M) if m.group(1) != "total"}
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^([a-z_0-9]+)\s+(\d+)$", dry_run_output, re.M)
+        if m.group(1) != "total"
+    }
 
 
 @pytest.mark.slow
@@ -109,11 +134,11 @@ def test_tiny_tier_end_to_end(tmp_path):
     assert (repo / "paper" / "main.pdf").stat().st_size > 10_000
     report = json.loads((repo / "results" / tier / "verify.json").read_text())
     claims = yaml.safe_load((REPO / "config" / "claims.yaml").read_text())["claims"]
-    assert [c["check"] for c in report["checks"]] == [
-        k["id"] for c in claims for k in c["checks"]]
+    assert [c["check"] for c in report["checks"]] == [k["id"] for c in claims for k in c["checks"]]
     # the tiny tier runs every experiment, so every check has a number and a verdict
-    assert all(c["status"] in ("PASS", "FAIL") and c["value"] is not None
-               for c in report["checks"]), report["checks"]
+    assert all(
+        c["status"] in ("PASS", "FAIL") and c["value"] is not None for c in report["checks"]
+    ), report["checks"]
     assert report["claims"]["C2"] == "PASS"  # ||W/sqrt m|| < 1 holds even at this size
     values = (repo / "paper" / "generated" / "values.tex").read_text()
     assert "\\newcommand{\\verdictCOne}" in values and f"{{{tier}}}" in values
@@ -137,8 +162,9 @@ def test_tiny_tier_end_to_end(tmp_path):
     # a script runs interactively too (outside Snakemake), on the same results
     env = {**os.environ, "OVERDEQ_TIER": tier, "MPLBACKEND": "Agg"}
     figure.unlink()
-    subprocess.run([sys.executable, "scripts/fig_loss.py"], cwd=repo, env=env, check=True,
-                   timeout=300)
+    subprocess.run(
+        [sys.executable, "scripts/fig_loss.py"], cwd=repo, env=env, check=True, timeout=300
+    )
     assert figure.read_bytes() == before
 
     # the arXiv bundle compiles in an empty directory

@@ -10,18 +10,35 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-TARGETS = ["figures/fig_kernel_limit.pdf", "figures/fig_init_condition.pdf",
-           "figures/fig_wellposed.pdf", "paper/generated/tab_kernels.tex"]
-RULES = ["random_deq_e1", "random_deq_e2", "random_deq_e3", "random_deq_e10",
-         "fig_kernel_limit", "fig_init_condition", "fig_wellposed", "tab_kernels"]
+TARGETS = [
+    "figures/fig_kernel_limit.pdf",
+    "figures/fig_init_condition.pdf",
+    "figures/fig_wellposed.pdf",
+    "paper/generated/tab_kernels.tex",
+]
+RULES = [
+    "random_deq_e1",
+    "random_deq_e2",
+    "random_deq_e3",
+    "random_deq_e10",
+    "fig_kernel_limit",
+    "fig_init_condition",
+    "fig_wellposed",
+    "tab_kernels",
+]
 
 
 def dry_run(*extra: str) -> str:
     env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
     # targets before the options: --configfile takes several values
-    proc = subprocess.run([str(SNAKEMAKE), *TARGETS, "-n", "-p", "--forceall", "--cores", "1",
-                           *extra], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [str(SNAKEMAKE), *TARGETS, "-n", "-p", "--forceall", "--cores", "1", *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 

@@ -31,9 +31,15 @@ def _grads(model: DEQ) -> dict[str, torch.Tensor]:
     return {k: p.grad.detach().clone() for k, p in model.named_parameters()}
 
 
-def gradient_error_rows(dataset: Dataset, *, width: int, seed: int = 0, sigma_w: float = 0.4,
-                        tols: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8),
-                        biases: bool = True) -> list[dict[str, Any]]:
+def gradient_error_rows(
+    dataset: Dataset,
+    *,
+    width: int,
+    seed: int = 0,
+    sigma_w: float = 0.4,
+    tols: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8),
+    biases: bool = True,
+) -> list[dict[str, Any]]:
     """Rows (method, tol, block, rel_error, fwd_iters, bwd_iters) at the initial weights."""
     X, y = dataset.tensors(torch.float64)
     cfg = DEQConfig(d=dataset.d, width=width, sigma_w=sigma_w, biases=biases)
@@ -63,13 +69,23 @@ def gradient_error_rows(dataset: Dataset, *, width: int, seed: int = 0, sigma_w:
             grads = _grads(model)
             total_err = sum(float((grads[k] - reference[k]).norm() ** 2) for k in grads) ** 0.5
             total_ref = sum(float(reference[k].norm() ** 2) for k in grads) ** 0.5
-            blocks = {k: float((grads[k] - reference[k]).norm() / reference[k].norm())
-                      for k in grads}
+            blocks = {
+                k: float((grads[k] - reference[k]).norm() / reference[k].norm()) for k in grads
+            }
             blocks["all"] = total_err / total_ref
             for block, err in blocks.items():
-                rows.append({"method": method, "tol": tol, "block": block, "rel_error": err,
-                             "fwd_iters": stats.forward.iterations,
-                             "bwd_iters": stats.backward.iterations,
-                             "width": width, "n": dataset.n, "dataset": dataset.name,
-                             "seed": seed})
+                rows.append(
+                    {
+                        "method": method,
+                        "tol": tol,
+                        "block": block,
+                        "rel_error": err,
+                        "fwd_iters": stats.forward.iterations,
+                        "bwd_iters": stats.backward.iterations,
+                        "width": width,
+                        "n": dataset.n,
+                        "dataset": dataset.name,
+                        "seed": seed,
+                    }
+                )
     return rows

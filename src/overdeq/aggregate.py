@@ -15,16 +15,54 @@ from .theory import FLOORS, fit_rate, predicted_losses, rate_bounds
 __all__ = ["run_row", "collect_runs", "stack_histories", "aggregate_runs", "RUN_COLUMNS"]
 
 RUN_COLUMNS = [
-    "run", "dataset", "setting", "mode", "width", "n", "seed", "status", "reason",
-    "steps", "steps_done", "lr", "lr_source", "lr_scale", "patience", "precision_floor",
-    "initial_loss", "final_loss", "rate", "rate_r2", "lambda_0", "lambda_star",
-    "lambda_0_over_star", "min_lambda_min", "min_lambda_ratio", "max_w_norm", "max_w_norm_exact",
-    "max_lipschitz", "theta0_lambda_max", "theta0_lambda_min", "mean_fwd_iters",
-    "mean_bwd_iters", "final_move_W", "final_move_U", "final_move_a", "wall_time_s",
-    "peak_memory_mb", "device", "precision", "git_commit", "config_hash",
-    "predicted_rate", "rate_exponent_error", "predicted_final_loss", "rate_bound_theta",
+    "run",
+    "dataset",
+    "setting",
+    "mode",
+    "width",
+    "n",
+    "seed",
+    "status",
+    "reason",
+    "steps",
+    "steps_done",
+    "lr",
+    "lr_source",
+    "lr_scale",
+    "patience",
+    "precision_floor",
+    "initial_loss",
+    "final_loss",
+    "rate",
+    "rate_r2",
+    "lambda_0",
+    "lambda_star",
+    "lambda_0_over_star",
+    "min_lambda_min",
+    "min_lambda_ratio",
+    "max_w_norm",
+    "max_w_norm_exact",
+    "max_lipschitz",
+    "theta0_lambda_max",
+    "theta0_lambda_min",
+    "mean_fwd_iters",
+    "mean_bwd_iters",
+    "final_move_W",
+    "final_move_U",
+    "final_move_a",
+    "wall_time_s",
+    "peak_memory_mb",
+    "device",
+    "precision",
+    "git_commit",
+    "config_hash",
+    "predicted_rate",
+    "rate_exponent_error",
+    "predicted_final_loss",
+    "rate_bound_theta",
     "rate_bound_lambda0",
-    "max_readout_error", "readout_was_min",
+    "max_readout_error",
+    "readout_was_min",
 ]
 
 
@@ -70,9 +108,12 @@ def _predictions(run_dir: Path, s: dict[str, Any]) -> dict[str, Any]:
     rate, _, _ = fit_rate(steps, pred, FLOORS[s["config"]["train"]["precision"]])
     # relative error in the exponent: |log rate - log predicted| / |log predicted|
     err = abs(np.log(s["rate"]) - np.log(rate)) / abs(np.log(rate)) if rate < 1 else np.nan
-    return {"predicted_rate": rate, "rate_exponent_error": float(err),
-            "predicted_final_loss": float(pred[-1]),
-            **rate_bounds(s["lr"], s["theta0_lambda_min"], s["lambda_0"], loss_factor)}
+    return {
+        "predicted_rate": rate,
+        "rate_exponent_error": float(err),
+        "predicted_final_loss": float(pred[-1]),
+        **rate_bounds(s["lr"], s["theta0_lambda_min"], s["lambda_0"], loss_factor),
+    }
 
 
 def _readout_errors(run_dir: Path) -> dict[str, Any]:
@@ -80,8 +121,10 @@ def _readout_errors(run_dir: Path) -> dict[str, Any]:
     hist = [r for r in read_csv(run_dir / "history.csv") if r.get("lambda_min_legacy")]
     if not hist:
         return {}
-    errs = [abs(float(r["lambda_min_legacy"]) - float(r["lambda_min"])) / float(r["lambda_min"])
-            for r in hist]
+    errs = [
+        abs(float(r["lambda_min_legacy"]) - float(r["lambda_min"])) / float(r["lambda_min"])
+        for r in hist
+    ]
     return {"max_readout_error": max(errs), "readout_was_min": int(max(errs) < 1e-6)}
 
 
@@ -93,15 +136,19 @@ def stack_histories(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """All history.csv rows, each prefixed with the run's identifying columns."""
     rows = []
     for d in sorted(map(str, run_dirs)):
-        ident = {k: v for k, v in run_row(d).items()
-                 if k in ("run", "dataset", "setting", "mode", "width", "n", "seed")}
+        ident = {
+            k: v
+            for k, v in run_row(d).items()
+            if k in ("run", "dataset", "setting", "mode", "width", "n", "seed")
+        }
         for h in read_csv(Path(d) / "history.csv"):
             rows.append({**ident, **h})
     return rows
 
 
-def aggregate_runs(run_dirs: Iterable[str | Path], runs_csv: str | Path,
-                   history_csv: str | Path) -> None:
+def aggregate_runs(
+    run_dirs: Iterable[str | Path], runs_csv: str | Path, history_csv: str | Path
+) -> None:
     run_dirs = list(run_dirs)
     write_csv(runs_csv, collect_runs(run_dirs), RUN_COLUMNS)
     write_csv(history_csv, stack_histories(run_dirs))

@@ -42,7 +42,8 @@ def positive_float(flag: str) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
         if not value > 0 or not math.isfinite(value):
             raise argparse.ArgumentTypeError(
-                f"{flag} must be a positive finite number, got {value}")
+                f"{flag} must be a positive finite number, got {value}"
+            )
         return value
 
     return parse

@@ -17,13 +17,26 @@ from .model import DEQConfig, contraction_bound
 from .provenance import config_hash
 from .solvers import SolverConfig
 
-__all__ = ["MODES", "PRECISIONS", "LOSSES", "GRADIENTS", "ConfigError", "TrainConfig",
-           "RunConfig", "derive_seed", "LEGACY_SOLVER", "make_run_config", "check_contraction"]
+__all__ = [
+    "MODES",
+    "PRECISIONS",
+    "LOSSES",
+    "GRADIENTS",
+    "ConfigError",
+    "TrainConfig",
+    "RunConfig",
+    "derive_seed",
+    "LEGACY_SOLVER",
+    "make_run_config",
+    "check_contraction",
+]
 
 MODES = ("paper", "legacy")
 PRECISIONS = ("float32", "tf32", "float64")
 LOSSES = ("half_sse", "sse")  # 1/2 sum of squares (paper) | sum of squares (released code)
 GRADIENTS = ("implicit", "released")
+
+
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the flag and what is allowed."""
 
@@ -56,9 +69,11 @@ class TrainConfig:
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
         if not self.lr_scale > 0:
             raise ConfigError(f"--lr-scale must be > 0, got {self.lr_scale}")
-        for flag, value, allowed in (("--loss", self.loss, LOSSES),
-                                     ("--gradient", self.gradient, GRADIENTS),
-                                     ("--precision", self.precision, PRECISIONS)):
+        for flag, value, allowed in (
+            ("--loss", self.loss, LOSSES),
+            ("--gradient", self.gradient, GRADIENTS),
+            ("--precision", self.precision, PRECISIONS),
+        ):
             if value not in allowed:
                 raise ConfigError(f"{flag} {value!r} is not valid; choose one of {list(allowed)}")
         if self.audit_every < 0:
@@ -101,8 +116,16 @@ def derive_seed(base: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{base}:{name}".encode()).digest()[:4], "little") >> 1
 
 
-LEGACY_SOLVER = SolverConfig(name="anderson", tol=1e-2, max_iter=25, criterion="global",
-                             history=5, ridge=1e-4, ridge_mode="absolute", beta=1.0)
+LEGACY_SOLVER = SolverConfig(
+    name="anderson",
+    tol=1e-2,
+    max_iter=25,
+    criterion="global",
+    history=5,
+    ridge=1e-4,
+    ridge_mode="absolute",
+    beta=1.0,
+)
 
 
 def make_run_config(
@@ -132,8 +155,13 @@ def make_run_config(
     biases = overrides.pop("biases", mode == "legacy")
     width_scale = overrides.pop("width_scale", None)
     if mode == "legacy":
-        preset: dict[str, Any] = dict(loss="sse", gradient="released", forward=LEGACY_SOLVER,
-                                      backward=LEGACY_SOLVER, warm_start=False)
+        preset: dict[str, Any] = dict(
+            loss="sse",
+            gradient="released",
+            forward=LEGACY_SOLVER,
+            backward=LEGACY_SOLVER,
+            warm_start=False,
+        )
     else:
         preset = {}
     unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
@@ -141,16 +169,30 @@ def make_run_config(
         raise ConfigError(f"unknown training options {sorted(unknown)}")
     train_cfg = TrainConfig(**{**preset, **overrides})
     try:
-        model_cfg = DEQConfig(d=1, width=width, sigma_w=sigma_w, sigma_u=sigma_u,
-                              sigma_a=sigma_a, biases=biases, width_scale=width_scale)
+        model_cfg = DEQConfig(
+            d=1,
+            width=width,
+            sigma_w=sigma_w,
+            sigma_u=sigma_u,
+            sigma_a=sigma_a,
+            biases=biases,
+            width_scale=width_scale,
+        )
     except ValueError as exc:
         raise ConfigError(f"--{str(exc).replace('_', '-')}") from None
     seeds = {k: derive_seed(seed, k) for k in ("W", "U", "a", "bias")}
     seeds.update(seed=seed, data_seed=data_seed)
-    data = replace(data, seed=derive_seed(data_seed, "data"),
-                   label_seed=derive_seed(data_seed, "labels"))
-    run = RunConfig(mode=mode, data=data, model=model_cfg, train=train_cfg, seeds=seeds,
-                    allow_expansive=allow_expansive)
+    data = replace(
+        data, seed=derive_seed(data_seed, "data"), label_seed=derive_seed(data_seed, "labels")
+    )
+    run = RunConfig(
+        mode=mode,
+        data=data,
+        model=model_cfg,
+        train=train_cfg,
+        seeds=seeds,
+        allow_expansive=allow_expansive,
+    )
     check_contraction(run)
     return run
 

@@ -26,8 +26,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AUTO", "GpuClaim", "GpuUnavailable", "visible_gpus", "lock_dir", "claim_gpu",
-           "resolve_device"]
+__all__ = [
+    "AUTO",
+    "GpuClaim",
+    "GpuUnavailable",
+    "visible_gpus",
+    "lock_dir",
+    "claim_gpu",
+    "resolve_device",
+]
 
 AUTO = "cuda:auto"
 _REMIND_EVERY_S = 300.0  # while waiting, repeat the "all busy" line this often
@@ -60,8 +67,9 @@ class GpuClaim:
 _HELD: list[GpuClaim] = []  # keeps every claim's descriptor open for the process lifetime
 
 
-def visible_gpus(device_count: int | None = None,
-                 env: Mapping[str, str] | None = None) -> list[str]:
+def visible_gpus(
+    device_count: int | None = None, env: Mapping[str, str] | None = None
+) -> list[str]:
     """Ids of the GPUs this process may use, in torch index order.
 
     ``device_count`` defaults to ``torch.cuda.device_count()`` (tests pass a number to fake
@@ -156,8 +164,10 @@ def claim_gpu(
             claim = _try_claim(folder, index, gpu_id)
             if claim is not None:
                 if last_log is not None:
-                    log(f"overdeq: GPU {gpu_id} became free after "
-                        f"{time.monotonic() - start:.0f} s of waiting")
+                    log(
+                        f"overdeq: GPU {gpu_id} became free after "
+                        f"{time.monotonic() - start:.0f} s of waiting"
+                    )
                 _HELD.append(claim)
                 return claim
         waited = time.monotonic() - start
@@ -169,8 +179,10 @@ def claim_gpu(
                 "longer with --gpu-wait SECONDS."
             )
         if last_log is None or time.monotonic() - last_log >= _REMIND_EVERY_S:
-            log(f"overdeq: all {len(ids)} visible GPUs are busy ({_holders(folder, ids)}); "
-                f"waiting up to {timeout - waited:.0f} s more for one to become free")
+            log(
+                f"overdeq: all {len(ids)} visible GPUs are busy ({_holders(folder, ids)}); "
+                f"waiting up to {timeout - waited:.0f} s more for one to become free"
+            )
             last_log = time.monotonic()
         time.sleep(max(0.0, min(poll, timeout - waited)))
 
@@ -182,6 +194,8 @@ def resolve_device(device: str, **claim_options) -> str:
     claim = claim_gpu(**claim_options)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     where = f" of CUDA_VISIBLE_DEVICES={visible}" if visible is not None else ""
-    _stderr(f"overdeq: --device cuda:auto -> {claim.device} (GPU {claim.gpu_id}{where}; "
-            f"lock {claim.lock_path})")
+    _stderr(
+        f"overdeq: --device cuda:auto -> {claim.device} (GPU {claim.gpu_id}{where}; "
+        f"lock {claim.lock_path})"
+    )
     return claim.device

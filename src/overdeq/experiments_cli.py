@@ -42,6 +42,7 @@ _SIGMA_W_MAX = math.sqrt(2)  # the DEQ kernel exists iff sigma_w^2 < 2
 
 # --- value checks: each returns None when the value is fine, else what is allowed ----------
 
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -53,17 +54,25 @@ def _is_num(v: Any) -> bool:
 def _int(lo: int) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if _is_int(v) and v >= lo else f"an integer >= {lo}"
+
     return check
 
 
 def _optional_int(lo: int) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         return None if v is None or (_is_int(v) and v >= lo) else f"null or an integer >= {lo}"
+
     return check
 
 
-def _num(lo: float, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = True,
-         hi_label: str | None = None) -> Callable[[Any], str | None]:
+def _num(
+    lo: float,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = True,
+    hi_label: str | None = None,
+) -> Callable[[Any], str | None]:
     lo_txt = f"{'>' if lo_open else '>='} {lo:g}"
     hi_txt = "" if hi is None else f" and {'<' if hi_open else '<='} {hi_label or f'{hi:g}'}"
 
@@ -72,6 +81,7 @@ def _num(lo: float, hi: float | None = None, *, lo_open: bool = False, hi_open: 
         if ok and hi is not None:
             ok = v < hi if hi_open else v <= hi
         return None if ok else f"a finite number {lo_txt}{hi_txt}"
+
     return check
 
 
@@ -81,6 +91,7 @@ def _list_of(item: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
         if isinstance(v, list) and v and all(item(x) is None for x in v):
             return None
         return f"a non-empty list, each item {what}"
+
     return check
 
 
@@ -91,6 +102,7 @@ def _choice(options: tuple[str, ...], *, many: bool) -> Callable[[Any], str | No
         if many and isinstance(v, list) and v and all(x in options for x in v):
             return None
         return f"one of {list(options)}" + (" or a non-empty list of them" if many else "")
+
     return check
 
 
@@ -103,8 +115,11 @@ def _seeds(v: Any) -> str | None:
 
 
 def _device(v: Any) -> str | None:
-    return (None if isinstance(v, str) and _DEVICE.match(v)
-            else "'cpu', 'cuda', 'cuda:N' or 'cuda:auto'")
+    return (
+        None
+        if isinstance(v, str) and _DEVICE.match(v)
+        else "'cpu', 'cuda', 'cuda:N' or 'cuda:auto'"
+    )
 
 
 _KERNEL_SIGMA_W = _num(0.0, _SIGMA_W_MAX, hi_label="sqrt(2) (where the DEQ kernel exists)")
@@ -118,19 +133,44 @@ _COMMON_CHECKS = {
     "data_root": lambda v: None if isinstance(v, str) and v else "a folder name",
 }
 CHECKS: dict[str, dict[str, Callable[[Any], str | None]]] = {
-    "e1": {**_COMMON_CHECKS, "data": _choice(DATASETS, many=True), "n": _int(1),
-           "sigma_w": _KERNEL_SIGMA_W, "widths": _list_of(_int(1)), "seeds": _seeds,
-           "untied_widths": _list_of(_int(1)), "max_depth": _int(1)},
-    "e2": {**_COMMON_CHECKS, "data": _choice(DATASETS, many=True), "ns": _list_of(_int(1)),
-           "sigma_w": _KERNEL_SIGMA_W, "ratios": _list_of(_num(0.0, lo_open=True)),
-           "seeds": _seeds, "fraction": _num(0.0, 1.0, lo_open=True, hi_open=False),
-           "probability": _num(0.0, 1.0, lo_open=True, hi_open=False)},
-    "e3": {**_COMMON_CHECKS, "data": _choice(DATASETS, many=False), "n": _int(1),
-           "width": _int(1), "seeds": _seeds, "sigma_ws": _list_of(_num(0.0, lo_open=True)),
-           "tol": _num(0.0, lo_open=True), "max_iter": _int(1),
-           "w_norm": _choice(W_NORMS, many=False)},
-    "e10": {**_COMMON_CHECKS, "data": _choice(DATASETS, many=True), "n": _int(1),
-            "sigma_a": _num(0.0, lo_open=True), "sigma_ws": _list_of(_KERNEL_SIGMA_W)},
+    "e1": {
+        **_COMMON_CHECKS,
+        "data": _choice(DATASETS, many=True),
+        "n": _int(1),
+        "sigma_w": _KERNEL_SIGMA_W,
+        "widths": _list_of(_int(1)),
+        "seeds": _seeds,
+        "untied_widths": _list_of(_int(1)),
+        "max_depth": _int(1),
+    },
+    "e2": {
+        **_COMMON_CHECKS,
+        "data": _choice(DATASETS, many=True),
+        "ns": _list_of(_int(1)),
+        "sigma_w": _KERNEL_SIGMA_W,
+        "ratios": _list_of(_num(0.0, lo_open=True)),
+        "seeds": _seeds,
+        "fraction": _num(0.0, 1.0, lo_open=True, hi_open=False),
+        "probability": _num(0.0, 1.0, lo_open=True, hi_open=False),
+    },
+    "e3": {
+        **_COMMON_CHECKS,
+        "data": _choice(DATASETS, many=False),
+        "n": _int(1),
+        "width": _int(1),
+        "seeds": _seeds,
+        "sigma_ws": _list_of(_num(0.0, lo_open=True)),
+        "tol": _num(0.0, lo_open=True),
+        "max_iter": _int(1),
+        "w_norm": _choice(W_NORMS, many=False),
+    },
+    "e10": {
+        **_COMMON_CHECKS,
+        "data": _choice(DATASETS, many=True),
+        "n": _int(1),
+        "sigma_a": _num(0.0, lo_open=True),
+        "sigma_ws": _list_of(_KERNEL_SIGMA_W),
+    },
 }
 
 
@@ -139,18 +179,21 @@ def check_params(experiment: str, params: Mapping[str, Any]) -> dict[str, Any]:
     if experiment not in CHECKS:
         raise ValueError(f"unknown experiment {experiment!r}; valid: {list(EXPERIMENTS)}")
     if not isinstance(params, Mapping):
-        raise ValueError(f"{experiment}: parameters must be a JSON object, got "
-                         f"{type(params).__name__}")
+        raise ValueError(
+            f"{experiment}: parameters must be a JSON object, got {type(params).__name__}"
+        )
     checks = CHECKS[experiment]
     unknown = sorted(set(params) - set(checks))
     if unknown:
-        raise ValueError(f"{experiment}: unknown parameter(s) {unknown}; valid parameters: "
-                         f"{sorted(checks)}")
+        raise ValueError(
+            f"{experiment}: unknown parameter(s) {unknown}; valid parameters: {sorted(checks)}"
+        )
     for key, value in params.items():
         allowed = checks[key](value)
         if allowed is not None:
-            raise ValueError(f"{experiment}: parameter {key!r} must be {allowed}, got "
-                             f"{json.dumps(value)}")
+            raise ValueError(
+                f"{experiment}: parameter {key!r} must be {allowed}, got {json.dumps(value)}"
+            )
     return dict(params)
 
 
@@ -170,17 +213,25 @@ def load_params(path: Path | None, text: str | None) -> dict[str, Any]:
 
 # --- the job -----------------------------------------------------------------------------
 
+
 def _e2_summary(rows: list[dict[str, Any]], probability: float) -> list[dict[str, Any]]:
     """Per-cell probabilities, each with the threshold fit of its (data, n)."""
     cells = E.summarize_e2(rows)
     fits = {(f["data"], f["n"]): f for f in E.fit_e2_threshold(cells, probability)}
     keep = ("ratio_star", "m_star", "exponent", "fit_points")
-    return [{**c, "threshold_probability": probability,
-             **{k: fits[(c["data"], c["n"])][k] for k in keep}} for c in cells]
+    return [
+        {
+            **c,
+            "threshold_probability": probability,
+            **{k: fits[(c["data"], c["n"])][k] for k in keep},
+        }
+        for c in cells
+    ]
 
 
-def _summary(experiment: str, rows: list[dict[str, Any]], params: Mapping[str, Any]
-             ) -> list[dict[str, Any]]:
+def _summary(
+    experiment: str, rows: list[dict[str, Any]], params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     if experiment == "e1":
         return E.summarize_e1(rows)
     if experiment == "e2":
@@ -198,8 +249,9 @@ def _cmd_random_deq(args: argparse.Namespace) -> int:
     exp = args.experiment
     params = check_params(exp, load_params(args.params, args.params_json))
     if args.summary is not None and exp == "e10":
-        raise ValueError("--summary: e10 has no summary table (its rows are the table); "
-                         "drop --summary")
+        raise ValueError(
+            "--summary: e10 has no summary table (its rows are the table); drop --summary"
+        )
     if args.device is not None:
         params["device"] = args.device
     if args.data_root is not None:
@@ -219,43 +271,76 @@ def _cmd_random_deq(args: argparse.Namespace) -> int:
         write_csv(args.summary, _summary(exp, rows, params))
     if args.meta is not None:
         resolved = {**E.DEFAULTS[exp], **params}
-        write_json(args.meta, {"experiment": exp, "params": resolved, "rows": len(rows),
-                               **provenance(config=resolved, device=device,
-                                            precision=resolved["dtype"],
-                                            seeds={"data_seed": resolved["data_seed"]},
-                                            wall_time_s=wall)})
+        write_json(
+            args.meta,
+            {
+                "experiment": exp,
+                "params": resolved,
+                "rows": len(rows),
+                **provenance(
+                    config=resolved,
+                    device=device,
+                    precision=resolved["dtype"],
+                    seeds={"data_seed": resolved["data_seed"]},
+                    wall_time_s=wall,
+                ),
+            },
+        )
     print(f"random-deq {exp}: {len(rows)} rows in {wall:.1f} s -> {args.out}", file=sys.stderr)
     return 0
 
 
-
-
 def _device_flag(text: str) -> str:
     if _device(text) is not None:
-        raise argparse.ArgumentTypeError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got "
-                                         f"{text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--device must be 'cpu', 'cuda' or 'cuda:N', got {text!r}"
+        )
     return text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``overdeq random-deq {e1,e2,e3,e10}`` to the top-level subcommands."""
-    p = sub.add_parser("random-deq", help="random-DEQ experiments E1, E2, E3, E10 (one job)",
-                       description=__doc__.splitlines()[0])
-    p.add_argument("experiment", choices=list(EXPERIMENTS),
-                   help="e1 kernel limit, e2 initial condition, e3 well-posedness, e10 kernels")
+    p = sub.add_parser(
+        "random-deq",
+        help="random-DEQ experiments E1, E2, E3, E10 (one job)",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument(
+        "experiment",
+        choices=list(EXPERIMENTS),
+        help="e1 kernel limit, e2 initial condition, e3 well-posedness, e10 kernels",
+    )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--params", type=Path, default=None, metavar="FILE.json",
-                     help="parameters as a JSON file (default: the quick grid)")
-    src.add_argument("--params-json", default=None, metavar="STRING",
-                     help="parameters as a JSON string")
+    src.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="parameters as a JSON file (default: the quick grid)",
+    )
+    src.add_argument(
+        "--params-json", default=None, metavar="STRING", help="parameters as a JSON string"
+    )
     p.add_argument("--out", type=Path, required=True, help="rows to write (.csv)")
     p.add_argument("--summary", type=Path, default=None, help="derived table (.csv)")
-    p.add_argument("--meta", type=Path, default=None,
-                   help="resolved parameters and provenance (.json)")
-    p.add_argument("--device", type=_device_flag, default=None,
-                   help="cpu, cuda or cuda:N (overrides the 'device' parameter)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding raw/mnist/ and raw/cifar-10/ (overrides the params)")
-    p.add_argument("--threads", type=positive_int("--threads"), default=None,
-                   help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--meta", type=Path, default=None, help="resolved parameters and provenance (.json)"
+    )
+    p.add_argument(
+        "--device",
+        type=_device_flag,
+        default=None,
+        help="cpu, cuda or cuda:N (overrides the 'device' parameter)",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding raw/mnist/ and raw/cifar-10/ (overrides the params)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        default=None,
+        help="CPU threads for torch (default: torch's choice)",
+    )
     p.set_defaults(func=_cmd_random_deq)

@@ -39,23 +39,69 @@ from .kernels import (
 from .random_deq import random_deq_grams, untied_grams
 from .solvers import SolverConfig
 
-__all__ = ["DEFAULTS", "REGIMES", "regime", "run_e1", "summarize_e1", "run_e2", "summarize_e2",
-           "fit_e2_threshold", "run_e3", "summarize_e3", "run_e10", "write_rows", "loglog_slope"]
+__all__ = [
+    "DEFAULTS",
+    "REGIMES",
+    "regime",
+    "run_e1",
+    "summarize_e1",
+    "run_e2",
+    "summarize_e2",
+    "fit_e2_threshold",
+    "run_e3",
+    "summarize_e3",
+    "run_e10",
+    "write_rows",
+    "loglog_slope",
+]
 
-_COMMON = {"sigma_u": 1.0, "d": None, "data_seed": 0, "dtype": "float64", "device": "cpu",
-           "budget_bytes": None}
+_COMMON = {
+    "sigma_u": 1.0,
+    "d": None,
+    "data_seed": 0,
+    "dtype": "float64",
+    "device": "cpu",
+    "budget_bytes": None,
+}
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "e1": {**_COMMON, "data": ["identity", "gaussian"], "n": 50, "sigma_w": 0.4,
-           "widths": [125, 250, 500, 1000, 2000], "seeds": 3,
-           "untied_widths": [250, 1000], "max_depth": 50},
-    "e2": {**_COMMON, "data": ["identity", "gaussian"], "ns": [15, 30, 60], "sigma_w": 0.4,
-           "ratios": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32], "seeds": 10, "fraction": 0.5,
-           "probability": 0.9},
-    "e3": {**_COMMON, "data": "gaussian", "n": 50, "width": 500, "seeds": 3,
-           "sigma_ws": [round(0.1 * k, 1) for k in range(1, 16)], "tol": 1e-8,
-           "max_iter": 1000, "w_norm": "exact"},
-    "e10": {**_COMMON, "data": ["identity", "gaussian"], "n": 100, "sigma_a": 1.0,
-            "sigma_ws": [round(0.1 * k, 1) for k in range(1, 15)]},
+    "e1": {
+        **_COMMON,
+        "data": ["identity", "gaussian"],
+        "n": 50,
+        "sigma_w": 0.4,
+        "widths": [125, 250, 500, 1000, 2000],
+        "seeds": 3,
+        "untied_widths": [250, 1000],
+        "max_depth": 50,
+    },
+    "e2": {
+        **_COMMON,
+        "data": ["identity", "gaussian"],
+        "ns": [15, 30, 60],
+        "sigma_w": 0.4,
+        "ratios": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32],
+        "seeds": 10,
+        "fraction": 0.5,
+        "probability": 0.9,
+    },
+    "e3": {
+        **_COMMON,
+        "data": "gaussian",
+        "n": 50,
+        "width": 500,
+        "seeds": 3,
+        "sigma_ws": [round(0.1 * k, 1) for k in range(1, 16)],
+        "tol": 1e-8,
+        "max_iter": 1000,
+        "w_norm": "exact",
+    },
+    "e10": {
+        **_COMMON,
+        "data": ["identity", "gaussian"],
+        "n": 100,
+        "sigma_a": 1.0,
+        "sigma_ws": [round(0.1 * k, 1) for k in range(1, 15)],
+    },
 }
 REGIMES = ("contraction", "mean-field", "divergent")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -79,8 +125,9 @@ def _params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     defaults = DEFAULTS[name]
     unknown = sorted(set(params) - set(defaults))
     if unknown:
-        raise ValueError(f"{name}: unknown parameter(s) {unknown}; valid parameters: "
-                         f"{sorted(defaults)}")
+        raise ValueError(
+            f"{name}: unknown parameter(s) {unknown}; valid parameters: {sorted(defaults)}"
+        )
     p = {**defaults, **params}
     if p["dtype"] not in _DTYPES:
         raise ValueError(f"{name}: dtype must be one of {list(_DTYPES)}, got {p['dtype']!r}")
@@ -97,8 +144,9 @@ def _names(data: str | Iterable[str]) -> list[str]:
     return [data] if isinstance(data, str) else list(data)
 
 
-def _inputs(name: str, n: int, d: int | None, seed: int, root: str = "data"
-            ) -> tuple[np.ndarray, int]:
+def _inputs(
+    name: str, n: int, d: int | None, seed: int, root: str = "data"
+) -> tuple[np.ndarray, int]:
     """Unit-norm inputs X (n, d) of data set ``name`` (raw files of real data under ``root``).
 
     ``d`` is the Gaussian input dimension (None: d = n); identity rows always use d = n (more
@@ -117,22 +165,32 @@ def _solver(p: dict[str, Any], tol: float | None = None, max_iter: int = 1000) -
 
 
 def _sampling(p: dict[str, Any]) -> dict[str, Any]:
-    return {"sigma_u": p["sigma_u"], "dtype": p["torch_dtype"], "device": p["device"],
-            "budget_bytes": p["budget_bytes"]}
+    return {
+        "sigma_u": p["sigma_u"],
+        "dtype": p["torch_dtype"],
+        "device": p["device"],
+        "budget_bytes": p["budget_bytes"],
+    }
 
 
 def _errors(G: torch.Tensor, K: torch.Tensor, lam_star: float) -> dict[str, float]:
     lam = lambda_min(G)
     diff = G - K
     err = float(diff.abs().max())
-    return {"err_max": err, "err_max_rel": err / float(K.abs().max()),
-            "err_rms": float(diff.norm()) / K.shape[0], "lambda_min": lam,
-            "lambda_star": lam_star, "err_lambda": abs(lam - lam_star),
-            "err_lambda_rel": abs(lam - lam_star) / lam_star}
+    return {
+        "err_max": err,
+        "err_max_rel": err / float(K.abs().max()),
+        "err_rms": float(diff.norm()) / K.shape[0],
+        "lambda_min": lam,
+        "lambda_star": lam_star,
+        "err_lambda": abs(lam - lam_star),
+        "err_lambda_rel": abs(lam - lam_star) / lam_star,
+    }
 
 
-_NAN_ERRORS = dict.fromkeys(("err_max", "err_max_rel", "err_rms", "lambda_min", "err_lambda",
-                             "err_lambda_rel"), math.nan)
+_NAN_ERRORS = dict.fromkeys(
+    ("err_max", "err_max_rel", "err_rms", "lambda_min", "err_lambda", "err_lambda_rel"), math.nan
+)
 
 
 def run_e1(params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -146,32 +204,72 @@ def run_e1(params: Mapping[str, Any]) -> list[dict[str, Any]]:
         lam_K = lambda_min(K)
         base = {"experiment": "e1", "data": name, "n": p["n"], "d": d, **kw}
         for m in p["widths"]:
-            for s in random_deq_grams(X, width=m, seeds=p["seed_list"], sigma_w=p["sigma_w"],
-                                      solver=_solver(p), **_sampling(p)):
-                errs = _errors(s.gram, K, lam_K) if s.converged else {**_NAN_ERRORS,
-                                                                      "lambda_star": lam_K}
-                rows.append({**base, "network": "deq", "width": m, "seed": s.seed, "depth": None,
-                             "reference": "deq_kernel", "converged": s.converged,
-                             "iterations": s.iterations, **errs})
+            for s in random_deq_grams(
+                X,
+                width=m,
+                seeds=p["seed_list"],
+                sigma_w=p["sigma_w"],
+                solver=_solver(p),
+                **_sampling(p),
+            ):
+                errs = (
+                    _errors(s.gram, K, lam_K)
+                    if s.converged
+                    else {**_NAN_ERRORS, "lambda_star": lam_K}
+                )
+                rows.append(
+                    {
+                        **base,
+                        "network": "deq",
+                        "width": m,
+                        "seed": s.seed,
+                        "depth": None,
+                        "reference": "deq_kernel",
+                        "converged": s.converged,
+                        "iterations": s.iterations,
+                        **errs,
+                    }
+                )
         Kl = untied_conjugate_kernels(X, p["max_depth"], **kw)  # (L, n, n)
         lam_l = [lambda_min(k) for k in Kl]
         for m in p["untied_widths"]:
-            for s in untied_grams(X, width=m, depth=p["max_depth"], seeds=p["seed_list"],
-                                  sigma_w=p["sigma_w"], **_sampling(p)):
+            for s in untied_grams(
+                X,
+                width=m,
+                depth=p["max_depth"],
+                seeds=p["seed_list"],
+                sigma_w=p["sigma_w"],
+                **_sampling(p),
+            ):
                 for layer in range(p["max_depth"]):
                     G = s.grams[layer]
-                    common = {**base, "network": "untied", "width": m, "seed": s.seed,
-                              "depth": layer + 1, "converged": True, "iterations": None}
-                    rows.append({**common, "reference": "untied_kernel",
-                                 **_errors(G, Kl[layer], lam_l[layer])})
+                    common = {
+                        **base,
+                        "network": "untied",
+                        "width": m,
+                        "seed": s.seed,
+                        "depth": layer + 1,
+                        "converged": True,
+                        "iterations": None,
+                    }
+                    rows.append(
+                        {
+                            **common,
+                            "reference": "untied_kernel",
+                            **_errors(G, Kl[layer], lam_l[layer]),
+                        }
+                    )
                     rows.append({**common, "reference": "deq_kernel", **_errors(G, K, lam_K)})
     return rows
 
 
 def loglog_slope(x: Iterable[float], y: Iterable[float]) -> tuple[float, float]:
     """Least-squares (slope, intercept) of log y against log x; NaN with < 2 usable points."""
-    pts = [(math.log(a), math.log(b)) for a, b in zip(x, y, strict=True)
-           if a > 0 and b > 0 and math.isfinite(b)]
+    pts = [
+        (math.log(a), math.log(b))
+        for a, b in zip(x, y, strict=True)
+        if a > 0 and b > 0 and math.isfinite(b)
+    ]
     if len(pts) < 2:
         return math.nan, math.nan
     lx, ly = np.array(pts).T
@@ -196,9 +294,19 @@ def summarize_e1(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         widths = sorted(by_width)
         means = [float(np.mean(by_width[m])) for m in widths]
         slope, intercept = loglog_slope(widths, means)
-        out.append({"experiment": "e1", "data": name, "metric": metric, "slope": slope,
-                    "intercept": intercept, "theory_slope": -0.5, "widths": len(widths),
-                    "min_width": widths[0], "max_width": widths[-1]})
+        out.append(
+            {
+                "experiment": "e1",
+                "data": name,
+                "metric": metric,
+                "slope": slope,
+                "intercept": intercept,
+                "theory_slope": -0.5,
+                "widths": len(widths),
+                "min_width": widths[0],
+                "max_width": widths[-1],
+            }
+        )
     return out
 
 
@@ -209,13 +317,20 @@ def run_e2(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     for name in _names(p["data"]):
         for n in p["ns"]:
             X, d = _inputs(name, n, p["d"], p["data_seed"], p["data_root"])
-            lam_star = lambda_min(deq_conjugate_kernel(X, sigma_w=p["sigma_w"],
-                                                       sigma_u=p["sigma_u"]))
+            lam_star = lambda_min(
+                deq_conjugate_kernel(X, sigma_w=p["sigma_w"], sigma_u=p["sigma_u"])
+            )
             for ratio in p["ratios"]:
                 m = max(1, round(ratio * n))
                 mp = max(0.0, 1 - math.sqrt(n / m)) ** 2
-                for s in random_deq_grams(X, width=m, seeds=p["seed_list"], sigma_w=p["sigma_w"],
-                                          solver=_solver(p), **_sampling(p)):
+                for s in random_deq_grams(
+                    X,
+                    width=m,
+                    seeds=p["seed_list"],
+                    sigma_w=p["sigma_w"],
+                    solver=_solver(p),
+                    **_sampling(p),
+                ):
                     lam0 = lambda_min(s.gram) if s.converged else math.nan
                     rows.append({
                         "experiment": "e2", "data": name, "n": n, "d": d, "ratio": ratio,
@@ -252,8 +367,9 @@ def summarize_e2(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def fit_e2_threshold(cells: Iterable[Mapping[str, Any]], probability: float = 0.9
-                     ) -> list[dict[str, Any]]:
+def fit_e2_threshold(
+    cells: Iterable[Mapping[str, Any]], probability: float = 0.9
+) -> list[dict[str, Any]]:
     """m*(n): the width where P(lambda_0 >= f lambda_*) crosses ``probability``; m* ~ n^b.
 
     The crossing is interpolated linearly in log(m/n) between the last grid ratio below the
@@ -286,9 +402,18 @@ def fit_e2_threshold(cells: Iterable[Mapping[str, Any]], probability: float = 0.
         slope, _ = loglog_slope(ns, [stars[n][1] for n in ns])
         used = sum(math.isfinite(stars[n][1]) for n in ns)
         for n in ns:
-            out.append({"experiment": "e2", "data": name, "n": n, "ratio_star": stars[n][0],
-                        "m_star": stars[n][1], "probability": probability,
-                        "exponent": slope, "fit_points": used})
+            out.append(
+                {
+                    "experiment": "e2",
+                    "data": name,
+                    "n": n,
+                    "ratio_star": stars[n][0],
+                    "m_star": stars[n][1],
+                    "probability": probability,
+                    "exponent": slope,
+                    "fit_points": used,
+                }
+            )
     return out
 
 
@@ -300,8 +425,15 @@ def run_e3(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for sw in p["sigma_ws"]:
         diag = 1 / (2 - sw**2) if sw**2 < 2 else math.inf  # K_ii for unit inputs
-        for s in random_deq_grams(X, width=p["width"], seeds=p["seed_list"], sigma_w=sw,
-                                  solver=solver, w_norm=p["w_norm"], **_sampling(p)):
+        for s in random_deq_grams(
+            X,
+            width=p["width"],
+            seeds=p["seed_list"],
+            sigma_w=sw,
+            solver=solver,
+            w_norm=p["w_norm"],
+            **_sampling(p),
+        ):
             rows.append({
                 "experiment": "e3", "data": p["data"], "n": p["n"], "d": d, "width": p["width"],
                 "sigma_w": sw, "regime": regime(sw), "seed": s.seed, "w_norm": s.w_norm,
@@ -319,10 +451,17 @@ def summarize_e3(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         groups[float(r["sigma_w"])].append(r)
     out = []
     for sw, rs in sorted(groups.items()):
-        out.append({"experiment": "e3", "sigma_w": sw, "regime": regime(sw), "seeds": len(rs),
-                    "converged_fraction": float(np.mean([bool(r["converged"]) for r in rs])),
-                    "iterations_median": float(np.median([int(r["iterations"]) for r in rs])),
-                    "w_norm_mean": float(np.mean([float(r["w_norm"]) for r in rs]))})
+        out.append(
+            {
+                "experiment": "e3",
+                "sigma_w": sw,
+                "regime": regime(sw),
+                "seeds": len(rs),
+                "converged_fraction": float(np.mean([bool(r["converged"]) for r in rs])),
+                "iterations_median": float(np.median([int(r["iterations"]) for r in rs])),
+                "w_norm_mean": float(np.mean([float(r["w_norm"]) for r in rs])),
+            }
+        )
     return out
 
 
@@ -336,11 +475,23 @@ def run_e10(params: Mapping[str, Any]) -> list[dict[str, Any]]:
             K = deq_conjugate_kernel(X, sigma_w=sw, sigma_u=p["sigma_u"])
             T = deq_tangent_kernel(X, sigma_w=sw, sigma_u=p["sigma_u"], sigma_a=p["sigma_a"], K=K)
             eK, eT = torch.linalg.eigvalsh(K), torch.linalg.eigvalsh(T)
-            rows.append({"experiment": "e10", "data": name, "n": p["n"], "d": d, "sigma_w": sw,
-                         "sigma_u": p["sigma_u"], "sigma_a": p["sigma_a"], "regime": regime(sw),
-                         "lambda_K": float(eK[0]), "lambda_max_K": float(eK[-1]),
-                         "lambda_Theta": float(eT[0]), "lambda_max_Theta": float(eT[-1]),
-                         "K_diag_max": float(K.diagonal().max())})
+            rows.append(
+                {
+                    "experiment": "e10",
+                    "data": name,
+                    "n": p["n"],
+                    "d": d,
+                    "sigma_w": sw,
+                    "sigma_u": p["sigma_u"],
+                    "sigma_a": p["sigma_a"],
+                    "regime": regime(sw),
+                    "lambda_K": float(eK[0]),
+                    "lambda_max_K": float(eK[-1]),
+                    "lambda_Theta": float(eT[0]),
+                    "lambda_max_Theta": float(eT[-1]),
+                    "K_diag_max": float(K.diagonal().max()),
+                }
+            )
     return rows
 
 

@@ -18,8 +18,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "read_json", "write_csv",
-           "read_csv", "atomic_torch_save"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "write_json",
+    "read_json",
+    "write_csv",
+    "read_csv",
+    "atomic_torch_save",
+]
 
 
 def _default_mode() -> int:
@@ -74,8 +81,9 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
-def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
-              columns: list[str] | None = None) -> None:
+def write_csv(
+    path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], columns: list[str] | None = None
+) -> None:
     """Write dict rows as CSV atomically; floats keep full precision (repr)."""
     rows = list(rows)
     if columns is None:

@@ -55,8 +55,9 @@ def _as_x(X: Tensor | np.ndarray) -> Tensor:
     """Inputs as a float64 tensor (n, d); anything else is an error that says what is wrong."""
     X = torch.as_tensor(X)
     if X.ndim != 2:
-        raise ValueError(f"X must be a matrix (n, d) with one sample per row, got shape "
-                         f"{tuple(X.shape)}")
+        raise ValueError(
+            f"X must be a matrix (n, d) with one sample per row, got shape {tuple(X.shape)}"
+        )
     if not torch.isfinite(X).all():
         raise ValueError("X contains NaN or infinite entries")
     return X.to(torch.float64)
@@ -121,8 +122,9 @@ def _injection(X: Tensor, sigma_u: float, sigma_b: float) -> Tensor:
     return sigma_u**2 * (X @ X.T) + sigma_b**2
 
 
-def deq_diagonal(X: Tensor | np.ndarray, *, sigma_w: float = 0.4, sigma_u: float = 1.0,
-                 sigma_b: float = 0.0) -> Tensor:
+def deq_diagonal(
+    X: Tensor | np.ndarray, *, sigma_w: float = 0.4, sigma_u: float = 1.0, sigma_b: float = 0.0
+) -> Tensor:
     """Closed-form diagonal of the DEQ kernel, K_ii = (sigma_u^2 ||x_i||^2 + sigma_b^2) / (2 - sigma_w^2).
 
     From K_ii = Lambda_ii / 2 and Lambda_ii = sigma_w^2 K_ii + sigma_u^2 ||x_i||^2 + sigma_b^2.
@@ -212,8 +214,7 @@ def untied_conjugate_kernel(
     sigma_b: float = 0.0,
 ) -> Tensor:
     """Kernel of a weight-untied network of depth l: the l-th iterate from K = 0, (n, n)."""
-    return untied_conjugate_kernels(X, depth, sigma_w=sigma_w, sigma_u=sigma_u,
-                                    sigma_b=sigma_b)[-1]
+    return untied_conjugate_kernels(X, depth, sigma_w=sigma_w, sigma_u=sigma_u, sigma_b=sigma_b)[-1]
 
 
 def deq_tangent_kernel(
@@ -241,8 +242,10 @@ def deq_tangent_kernel(
         _check_deq_sigma_w(sigma_w)
         K = K.to(torch.float64)
         if K.shape != (X.shape[0], X.shape[0]):
-            raise ValueError(f"K must be ({X.shape[0]}, {X.shape[0]}) for X {tuple(X.shape)}, "
-                             f"got {tuple(K.shape)}")
+            raise ValueError(
+                f"K must be ({X.shape[0]}, {X.shape[0]}) for X {tuple(X.shape)}, "
+                f"got {tuple(K.shape)}"
+            )
     XX = X @ X.T
     Sdot = kappa0(sigma_w**2 * K + sigma_u**2 * XX + sigma_b**2)  # (n, n), <= 1/2
     P = sigma_a**2 * Sdot / (1.0 - sigma_w**2 * Sdot)
@@ -277,5 +280,14 @@ def lambda_star(
     K = deq_conjugate_kernel(X, sigma_w=sigma_w, sigma_u=sigma_u, sigma_b=sigma_b)
     if kernel == "conjugate":
         return lambda_min(K)
-    return lambda_min(deq_tangent_kernel(X, sigma_w=sigma_w, sigma_u=sigma_u, sigma_a=sigma_a,
-                                         sigma_b=sigma_b, biases=biases, K=K))
+    return lambda_min(
+        deq_tangent_kernel(
+            X,
+            sigma_w=sigma_w,
+            sigma_u=sigma_u,
+            sigma_a=sigma_a,
+            sigma_b=sigma_b,
+            biases=biases,
+            K=K,
+        )
+    )

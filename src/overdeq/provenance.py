@@ -16,11 +16,26 @@ from typing import Any
 
 import torch
 
-__all__ = ["config_hash", "git_state", "package_versions", "device_name", "peak_memory_mb",
-           "provenance"]
+__all__ = [
+    "config_hash",
+    "git_state",
+    "package_versions",
+    "device_name",
+    "peak_memory_mb",
+    "provenance",
+]
 
-_PACKAGES = ("overdeq", "torch", "numpy", "scipy", "matplotlib", "seaborn", "snakemake",
-             "jupytext", "scikit-learn")
+_PACKAGES = (
+    "overdeq",
+    "torch",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "seaborn",
+    "snakemake",
+    "jupytext",
+    "scikit-learn",
+)
 
 
 def _canonical(obj: Any) -> Any:
@@ -43,11 +58,25 @@ def git_state(start: str | os.PathLike | None = None) -> dict[str, Any]:
     """Commit and dirty flag of the repository holding ``start`` (default: this package)."""
     where = Path(start) if start else Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip() != ""
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=where,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            != ""
+        )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -84,8 +113,14 @@ def peak_memory_mb(device: torch.device | str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def provenance(*, config: Any, device: torch.device | str, precision: str,
-               seeds: dict[str, int], wall_time_s: float) -> dict[str, Any]:
+def provenance(
+    *,
+    config: Any,
+    device: torch.device | str,
+    precision: str,
+    seeds: dict[str, int],
+    wall_time_s: float,
+) -> dict[str, Any]:
     return {
         "git": git_state(),
         "config_hash": config_hash(config),

@@ -87,8 +87,9 @@ class TangentSample:
 
 def default_solver(dtype: torch.dtype = torch.float64, max_iter: int = 1000) -> SolverConfig:
     """Picard with a tolerance the precision can reach: 1e-10 (float64) or 1e-5 (float32)."""
-    return SolverConfig(name="picard", tol=1e-10 if dtype == torch.float64 else 1e-5,
-                        max_iter=max_iter)
+    return SolverConfig(
+        name="picard", tol=1e-10 if dtype == torch.float64 else 1e-5, max_iter=max_iter
+    )
 
 
 def working_set_bytes(n: int, d: int, width: int, dtype: torch.dtype = torch.float64) -> int:
@@ -122,8 +123,16 @@ def _x(X: Tensor | np.ndarray, dtype: torch.dtype, device: torch.device | str) -
     return X.to(dtype=dtype, device=device)
 
 
-def _model(X: Tensor, width: int, seed: int, sigma_w: float, sigma_u: float, sigma_a: float,
-           dtype: torch.dtype, device: torch.device | str) -> DEQ:
+def _model(
+    X: Tensor,
+    width: int,
+    seed: int,
+    sigma_w: float,
+    sigma_u: float,
+    sigma_a: float,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> DEQ:
     cfg = DEQConfig(d=X.shape[1], width=width, sigma_w=sigma_w, sigma_u=sigma_u, sigma_a=sigma_a)
     return DEQ(cfg, seeds=deq_seeds(seed), dtype=dtype, device=device)
 

@@ -27,13 +27,35 @@ from .io import atomic_write_bytes, read_csv, read_json, write_csv, write_json
 from .provenance import provenance
 from .theory import FLOORS, fit_rate
 
-__all__ = ["HISTORY_COLUMNS", "CHECKPOINT_FORMAT", "RunResult", "summarise", "write_final",
-           "write_spectrum", "finished_run", "load_checkpoint"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "CHECKPOINT_FORMAT",
+    "RunResult",
+    "summarise",
+    "write_final",
+    "write_spectrum",
+    "finished_run",
+    "load_checkpoint",
+]
 
 HISTORY_COLUMNS = [
-    "step", "loss", "lambda_min", "w_norm", "lipschitz", "w_norm_exact", "fwd_iters",
-    "bwd_iters", "fwd_residual", "bwd_residual", "fwd_converged", "bwd_converged",
-    "move_W", "move_U", "move_a", "lambda_min_legacy", "w_norm_legacy",
+    "step",
+    "loss",
+    "lambda_min",
+    "w_norm",
+    "lipschitz",
+    "w_norm_exact",
+    "fwd_iters",
+    "bwd_iters",
+    "fwd_residual",
+    "bwd_residual",
+    "fwd_converged",
+    "bwd_converged",
+    "move_W",
+    "move_U",
+    "move_a",
+    "lambda_min_legacy",
+    "w_norm_legacy",
 ]
 
 
@@ -48,18 +70,32 @@ class RunResult:
     skipped: bool  # True when a finished run was found and nothing was computed
 
 
-def write_final(out: Path | None, run: RunConfig, rhash: str, summary: dict,
-                 history: list[dict], ds: Dataset, device: torch.device, cfg: TrainConfig,
-                 t_start: float, resumed_from: int | None,
-                 segments: list[dict[str, Any]]) -> RunResult:
+def write_final(
+    out: Path | None,
+    run: RunConfig,
+    rhash: str,
+    summary: dict,
+    history: list[dict],
+    ds: Dataset,
+    device: torch.device,
+    cfg: TrainConfig,
+    t_start: float,
+    resumed_from: int | None,
+    segments: list[dict[str, Any]],
+) -> RunResult:
     """Attach provenance and write history.csv and summary.json (last, atomically).
 
     ``segments`` lists every process that worked on the run (device, steps, wall time), so
     a run resumed on another machine says so.
     """
     wall = time.perf_counter() - t_start
-    summary["provenance"] = provenance(config=run.to_dict(), device=device,
-                                       precision=cfg.precision, seeds=run.seeds, wall_time_s=wall)
+    summary["provenance"] = provenance(
+        config=run.to_dict(),
+        device=device,
+        precision=cfg.precision,
+        seeds=run.seeds,
+        wall_time_s=wall,
+    )
     summary["provenance"]["resumed_from_step"] = resumed_from
     summary["provenance"]["segments"] = segments
     summary["config"] = run.to_dict()
@@ -71,8 +107,16 @@ def write_final(out: Path | None, run: RunConfig, rhash: str, summary: dict,
     return RunResult(summary=summary, history=history, resumed_from=resumed_from, skipped=False)
 
 
-def summarise(run: RunConfig, history: list[dict], status: str, reason: str, step: int,
-               lr: float, calib: dict, n_logs_total: int) -> dict[str, Any]:
+def summarise(
+    run: RunConfig,
+    history: list[dict],
+    status: str,
+    reason: str,
+    step: int,
+    lr: float,
+    calib: dict,
+    n_logs_total: int,
+) -> dict[str, Any]:
     def column(name: str) -> np.ndarray:
         """One history column as floats; NaN where a row lacks it (a diverged last step)."""
         return np.array([math.nan if r.get(name) is None else r[name] for r in history], float)
@@ -107,11 +151,17 @@ def summarise(run: RunConfig, history: list[dict], status: str, reason: str, ste
         "theta0_lambda_max": calib.get("theta0_lambda_max", math.nan),
         "theta0_lambda_min": calib.get("theta0_lambda_min", math.nan),
         "lambda_star": calib.get("lambda_star", math.nan),
-        "lambda_0_over_star": (float(lam[0]) / calib["lambda_star"]
-                               if len(lam) and calib.get("lambda_star") else math.nan),
+        "lambda_0_over_star": (
+            float(lam[0]) / calib["lambda_star"]
+            if len(lam) and calib.get("lambda_star")
+            else math.nan
+        ),
         "mean_fwd_iters": float(np.nanmean(column("fwd_iters"))) if history else math.nan,
-        "mean_bwd_iters": (float(np.nanmean(column("bwd_iters")))
-                           if np.isfinite(column("bwd_iters")).any() else math.nan),
+        "mean_bwd_iters": (
+            float(np.nanmean(column("bwd_iters")))
+            if np.isfinite(column("bwd_iters")).any()
+            else math.nan
+        ),
         "final_move_W": history[-1].get("move_W", math.nan) if history else math.nan,
         "final_move_U": history[-1].get("move_U", math.nan) if history else math.nan,
         "final_move_a": history[-1].get("move_a", math.nan) if history else math.nan,

@@ -183,9 +183,9 @@ def anderson(f: Map, z0: Tensor, cfg: SolverConfig) -> SolverResult:
         else:
             scale = 1.0
         bordered[:, 1 : size + 1, 1 : size + 1] = gram + cfg.ridge * scale * eye[:size, :size]
-        alpha = torch.linalg.solve(
-            bordered[:, : size + 1, : size + 1], rhs[:, : size + 1]
-        )[:, 1 : size + 1, 0]  # (n, size)
+        alpha = torch.linalg.solve(bordered[:, : size + 1, : size + 1], rhs[:, : size + 1])[
+            :, 1 : size + 1, 0
+        ]  # (n, size)
         mixed = cfg.beta * (alpha[:, None] @ fs[:, :size])[:, 0]
         if cfg.beta != 1.0:
             mixed = mixed + (1 - cfg.beta) * (alpha[:, None] @ xs[:, :size])[:, 0]

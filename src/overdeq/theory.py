@@ -20,8 +20,9 @@ import numpy as np
 __all__ = ["predicted_losses", "rate_bounds", "fit_rate", "FLOORS"]
 
 
-def predicted_losses(evals: np.ndarray, coeffs: np.ndarray, lr: float, steps: np.ndarray,
-                     loss_factor: float = 1.0) -> np.ndarray:
+def predicted_losses(
+    evals: np.ndarray, coeffs: np.ndarray, lr: float, steps: np.ndarray, loss_factor: float = 1.0
+) -> np.ndarray:
     """L(t) of the linearised dynamics at the given steps; loss_factor 2 for the sum loss.
 
     evals, coeffs: (n,) eigenvalues of Theta_0 and r_0 in its eigenbasis; steps (k,).
@@ -35,12 +36,15 @@ def predicted_losses(evals: np.ndarray, coeffs: np.ndarray, lr: float, steps: np
     return scale * per_mode.sum(axis=1)
 
 
-def rate_bounds(lr: float, theta_min: float, lambda_0: float,
-                loss_factor: float = 1.0) -> dict[str, float]:
+def rate_bounds(
+    lr: float, theta_min: float, lambda_0: float, loss_factor: float = 1.0
+) -> dict[str, float]:
     """Per-step loss factors of the slowest tangent-kernel mode and of lambda_0 alone."""
     step = loss_factor * lr
-    return {"rate_bound_theta": (1.0 - step * theta_min) ** 2,
-            "rate_bound_lambda0": (1.0 - step * lambda_0) ** 2}
+    return {
+        "rate_bound_theta": (1.0 - step * theta_min) ** 2,
+        "rate_bound_lambda0": (1.0 - step * lambda_0) ** 2,
+    }
 
 
 # Below this fraction of the initial loss, round-off flattens the curve (float32 equilibria
@@ -48,8 +52,9 @@ def rate_bounds(lr: float, theta_min: float, lambda_0: float,
 FLOORS = {"float64": 1e-20, "float32": 1e-9, "tf32": 1e-5}
 
 
-def fit_rate(steps: np.ndarray, losses: np.ndarray, floor: float = 1e-9
-             ) -> tuple[float, float, int]:
+def fit_rate(
+    steps: np.ndarray, losses: np.ndarray, floor: float = 1e-9
+) -> tuple[float, float, int]:
     """Per-step linear convergence factor of the loss over its geometric phase.
 
     The phase starts once the loss is below half its initial value (past the transient of

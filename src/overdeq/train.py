@@ -67,9 +67,21 @@ from .rundir import (  # noqa: F401
 from .solvers import SolverConfig
 from .theory import FLOORS, fit_rate  # noqa: F401
 
-__all__ = ["TrainConfig", "RunConfig", "MODES", "PRECISIONS", "LOSSES", "GRADIENTS",
-           "make_run_config", "train", "fit_rate", "FLOORS", "derive_seed", "RunResult",
-           "ConfigError"]
+__all__ = [
+    "TrainConfig",
+    "RunConfig",
+    "MODES",
+    "PRECISIONS",
+    "LOSSES",
+    "GRADIENTS",
+    "make_run_config",
+    "train",
+    "fit_rate",
+    "FLOORS",
+    "derive_seed",
+    "RunResult",
+    "ConfigError",
+]
 
 
 def check_device(name: str) -> torch.device:
@@ -77,16 +89,20 @@ def check_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use cpu, cuda, cuda:N or "
-                          "cuda:auto") from None
+        raise ConfigError(
+            f"--device {name!r} is not a device; use cpu, cuda, cuda:N or cuda:auto"
+        ) from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ConfigError(f"--device {name} was requested but no CUDA device is available; "
-                              "use --device cpu")
+            raise ConfigError(
+                f"--device {name} was requested but no CUDA device is available; use --device cpu"
+            )
         if device.index is not None and device.index >= count:
-            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s), "
-                              f"cuda:0 to cuda:{count - 1}")
+            raise ConfigError(
+                f"--device {name}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
     elif device.type != "cpu":
         raise ConfigError(f"--device {name!r}: only cpu and cuda devices are supported")
     return device
@@ -127,8 +143,11 @@ class _Progress:
             decile = int(10 * frac)
             if decile != self.last_plain:
                 self.last_plain = decile
-                print(f"step {step}/{self.total} loss {loss:.6e} {extra}", file=self.stream,
-                      flush=True)
+                print(
+                    f"step {step}/{self.total} loss {loss:.6e} {extra}",
+                    file=self.stream,
+                    flush=True,
+                )
 
     def close(self) -> None:
         if self.tty:
@@ -140,8 +159,9 @@ def _loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     return 0.5 * sse if kind == "half_sse" else sse
 
 
-def _calibrate(model: DEQ, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-               loss_factor: float) -> dict[str, Any]:
+def _calibrate(
+    model: DEQ, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, loss_factor: float
+) -> dict[str, Any]:
     """Theta_0 at init: its spectrum, the calibrated step, and r_0 in its eigenbasis.
 
     ``model`` is the float64 twin of the initial model (same seeds), so the tight solves
@@ -162,10 +182,14 @@ def _calibrate(model: DEQ, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
         lam_star = lambda_star(X, sigma_w=model.cfg.sigma_w, sigma_u=model.cfg.sigma_u)
     except (ValueError, RuntimeError):  # sigma_w^2 >= 2: no finite kernel
         lam_star = math.nan
-    return {"theta0_lambda_max": lam_max, "theta0_lambda_min": float(evals[0]),
-            "lambda_star": lam_star,
-            "calibrated_lr": cfg.lr_scale / (loss_factor * lam_max),
-            "evals": evals.cpu().numpy(), "coeffs": coeffs.cpu().numpy()}
+    return {
+        "theta0_lambda_max": lam_max,
+        "theta0_lambda_min": float(evals[0]),
+        "lambda_star": lam_star,
+        "calibrated_lr": cfg.lr_scale / (loss_factor * lam_max),
+        "evals": evals.cpu().numpy(),
+        "coeffs": coeffs.cpu().numpy(),
+    }
 
 
 def train(
@@ -239,8 +263,10 @@ def train(
             calib = {"error": str(exc)}
         del twin
     if cfg.lr is None and "calibrated_lr" not in calib:
-        reason = (f"the step could not be calibrated at step 0: {calib['error']}; the layer "
-                  "map is probably not a contraction. Pass --lr to train anyway.")
+        reason = (
+            f"the step could not be calibrated at step 0: {calib['error']}; the layer "
+            "map is probably not a contraction. Pass --lr to train anyway."
+        )
         summary = summarise(run, [], "diverged", reason, 0, math.nan, calib, 0)
         summary["tags"] = dict(tags or {})
         return write_final(out, run, rhash, summary, [], ds, device, cfg, t_start, None, [])
@@ -260,8 +286,14 @@ def train(
 
     def all_segments() -> list[dict[str, Any]]:
         """Earlier processes' segments plus this one's, for provenance across resumes."""
-        return segments + [{"device": device_name(device), "from_step": first_step,
-                            "to_step": step, "wall_time_s": time.perf_counter() - t_start}]
+        return segments + [
+            {
+                "device": device_name(device),
+                "from_step": first_step,
+                "to_step": step,
+                "wall_time_s": time.perf_counter() - t_start,
+            }
+        ]
 
     status, reason = "finished", ""
     # A checkpoint written after the loop records how it ended: a process killed between it
@@ -274,16 +306,28 @@ def train(
     def save_checkpoint(ended: tuple[str, str] | None = None) -> None:
         if ckpt is None:
             return
-        atomic_torch_save({
-            "format": CHECKPOINT_FORMAT, "config": run.to_dict(), "config_hash": rhash,
-            "step": step, "ended": ended,
-            "params": model.state_dict(), "warm": warm.state_dict(),
-            "power": power.state_dict(), "history": history, "unconverged": unconverged,
-            "segments": all_segments(),
-            "elapsed": elapsed_before + time.perf_counter() - t_start, "calib": calib,
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-        }, ckpt)
+        atomic_torch_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": run.to_dict(),
+                "config_hash": rhash,
+                "step": step,
+                "ended": ended,
+                "params": model.state_dict(),
+                "warm": warm.state_dict(),
+                "power": power.state_dict(),
+                "history": history,
+                "unconverged": unconverged,
+                "segments": all_segments(),
+                "elapsed": elapsed_before + time.perf_counter() - t_start,
+                "calib": calib,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                },
+            },
+            ckpt,
+        )
         write_csv(out / "history.csv", history, HISTORY_COLUMNS)
 
     while ended is None and step <= cfg.steps:
@@ -292,17 +336,26 @@ def train(
         loss = _loss(out_f, y, cfg.loss)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):  # logged as such, without eigensolvers on NaNs
-            history.append({"step": step, "loss": loss_value,
-                            "fwd_iters": stats.forward.iterations,
-                            "fwd_residual": stats.forward.residual,
-                            "fwd_converged": int(stats.forward.converged)})
+            history.append(
+                {
+                    "step": step,
+                    "loss": loss_value,
+                    "fwd_iters": stats.forward.iterations,
+                    "fwd_residual": stats.forward.residual,
+                    "fwd_converged": int(stats.forward.converged),
+                }
+            )
             status, reason = "diverged", f"non-finite loss at step {step}"
             break
         logged = step % cfg.log_every == 0 or step == cfg.steps
         row: dict[str, Any] | None = None
         if logged:
             n_log = len(history)
-            audit = n_log == 0 or step == cfg.steps or (cfg.audit_every and n_log % cfg.audit_every == 0)
+            audit = (
+                n_log == 0
+                or step == cfg.steps
+                or (cfg.audit_every and n_log % cfg.audit_every == 0)
+            )
             row = _monitor(model, stats, init, power, loss_value, step, audit, cfg)
             history.append(row)
         fwd_ok = stats.forward.converged
@@ -312,15 +365,20 @@ def train(
         loss.backward()
         bwd_ok = stats.backward.converged if stats.backward is not None else True
         if row is not None and stats.backward is not None:
-            row.update(bwd_iters=stats.backward.iterations, bwd_residual=stats.backward.residual,
-                       bwd_converged=int(bwd_ok))
+            row.update(
+                bwd_iters=stats.backward.iterations,
+                bwd_residual=stats.backward.residual,
+                bwd_converged=int(bwd_ok),
+            )
         unconverged = 0 if (fwd_ok and bwd_ok) else unconverged + 1
         if unconverged >= cfg.patience:
             which = "forward" if not fwd_ok else "backward"
             res = stats.forward if not fwd_ok else stats.backward
             status = "diverged"
-            reason = (f"{which} solver did not converge for {unconverged} consecutive steps "
-                      f"(last residual {res.residual:.2e} > tol) at step {step}")
+            reason = (
+                f"{which} solver did not converge for {unconverged} consecutive steps "
+                f"(last residual {res.residual:.2e} > tol) at step {step}"
+            )
             break
         opt.step()
         step += 1
@@ -331,20 +389,43 @@ def train(
         if stop_after is not None and calls >= stop_after:
             save_checkpoint()
             bar.close()
-            return RunResult(summary={"status": "interrupted", "step": step},
-                             history=history, resumed_from=resumed_from, skipped=False)
+            return RunResult(
+                summary={"status": "interrupted", "step": step},
+                history=history,
+                resumed_from=resumed_from,
+                skipped=False,
+            )
     bar.close()
 
     summary = summarise(run, history, status, reason, step, lr, calib, n_logs_total)
     summary["tags"] = dict(tags or {})
     if out is not None and ended is None:
         save_checkpoint(ended=(status, reason))
-    return write_final(out, run, rhash, summary, history, ds, device, cfg,
-                       t_start - elapsed_before, resumed_from, all_segments())
+    return write_final(
+        out,
+        run,
+        rhash,
+        summary,
+        history,
+        ds,
+        device,
+        cfg,
+        t_start - elapsed_before,
+        resumed_from,
+        all_segments(),
+    )
 
 
-def _monitor(model: DEQ, stats: SolveStats, init: dict, power: PowerNorm, loss: float,
-             step: int, audit: bool, cfg: TrainConfig) -> dict[str, Any]:
+def _monitor(
+    model: DEQ,
+    stats: SolveStats,
+    init: dict,
+    power: PowerNorm,
+    loss: float,
+    step: int,
+    audit: bool,
+    cfg: TrainConfig,
+) -> dict[str, Any]:
     m = model.cfg.width
     w_spec = power(model.W.detach())
     row: dict[str, Any] = {
@@ -357,10 +438,15 @@ def _monitor(model: DEQ, stats: SolveStats, init: dict, power: PowerNorm, loss: 
         "fwd_iters": stats.forward.iterations,
         "fwd_residual": stats.forward.residual,
         "fwd_converged": int(stats.forward.converged),
-        "bwd_iters": None, "bwd_residual": None, "bwd_converged": None,
+        "bwd_iters": None,
+        "bwd_residual": None,
+        "bwd_converged": None,
     }
-    row.update(relative_movement({k: v for k, v in model.weight_blocks().items()
-                                  if k in ("W", "U", "a")}, init))
+    row.update(
+        relative_movement(
+            {k: v for k, v in model.weight_blocks().items() if k in ("W", "U", "a")}, init
+        )
+    )
     if cfg.legacy_readouts:
         row.update(legacy_readouts(stats.z, model.W, m))
     return row

@@ -24,12 +24,26 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["Check", "Claim", "CheckResult", "load_claims", "run_checks", "format_table",
-           "REDUCERS", "EXPECT"]
+__all__ = [
+    "Check",
+    "Claim",
+    "CheckResult",
+    "load_claims",
+    "run_checks",
+    "format_table",
+    "REDUCERS",
+    "EXPECT",
+]
 
 REDUCERS = ("min", "max", "mean", "median", "fraction", "count", "each", "slope")
-EXPECT = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-          "==": operator.eq, "between": None}
+EXPECT = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "between": None,
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,9 @@ class Check:
         if self.reduce not in REDUCERS:
             raise ValueError(f"check {self.id}: reduce {self.reduce!r} is not one of {REDUCERS}")
         if self.expect not in EXPECT:
-            raise ValueError(f"check {self.id}: expect {self.expect!r} is not one of {list(EXPECT)}")
+            raise ValueError(
+                f"check {self.id}: expect {self.expect!r} is not one of {list(EXPECT)}"
+            )
         if (self.reduce == "slope") != (self.against is not None):
             raise ValueError(f"check {self.id}: reduce 'slope' and 'against' go together")
 
@@ -85,11 +101,17 @@ class Report:
     checks: list[CheckResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tier": self.tier, "claims": self.claims, "statements": self.statements,
-                "checks": [asdict(c) for c in self.checks],
-                # nothing tested is not a pass
-                "passed": (all(v != "FAIL" for v in self.claims.values())
-                           and any(v == "PASS" for v in self.claims.values()))}
+        return {
+            "tier": self.tier,
+            "claims": self.claims,
+            "statements": self.statements,
+            "checks": [asdict(c) for c in self.checks],
+            # nothing tested is not a pass
+            "passed": (
+                all(v != "FAIL" for v in self.claims.values())
+                and any(v == "PASS" for v in self.claims.values())
+            ),
+        }
 
 
 def load_claims(path: str | Path) -> list[Claim]:
@@ -106,8 +128,10 @@ def load_claims(path: str | Path) -> list[Claim]:
         for k in c["checks"]:
             unknown = set(k) - set(Check.__dataclass_fields__)
             if unknown:
-                raise ValueError(f"{path}: check {k.get('id', '?')} has unknown keys "
-                                 f"{sorted(unknown)}; allowed: {sorted(Check.__dataclass_fields__)}")
+                raise ValueError(
+                    f"{path}: check {k.get('id', '?')} has unknown keys "
+                    f"{sorted(unknown)}; allowed: {sorted(Check.__dataclass_fields__)}"
+                )
             checks.append(Check(**k))
         claims.append(Claim(id=c["id"], statement=c["statement"], checks=tuple(checks)))
     return claims
@@ -128,8 +152,11 @@ def _condition(check: Check, threshold: Any) -> tuple[str, Any]:
         lo, hi = threshold
         return f"in [{lo - tol:g}, {hi + tol:g}]", lambda v: lo - tol <= v <= hi + tol
     op = EXPECT[check.expect]
-    widened = threshold + tol if check.expect in ("<", "<=") else (
-        threshold - tol if check.expect in (">", ">=") else threshold)
+    widened = (
+        threshold + tol
+        if check.expect in ("<", "<=")
+        else (threshold - tol if check.expect in (">", ">=") else threshold)
+    )
     return f"{check.expect} {widened:g}", lambda v: bool(op(v, widened))
 
 
@@ -159,8 +186,14 @@ def _reduce(check: Check, rows: pd.DataFrame) -> float:
         if ok.sum() < 2 or np.ptp(x[ok]) == 0:
             return math.nan
         return float(np.polyfit(x[ok], y[ok], 1)[0])
-    reducers = {"min": np.min, "max": np.max, "mean": np.mean, "median": np.median,
-                "fraction": np.mean, "count": len}
+    reducers = {
+        "min": np.min,
+        "max": np.max,
+        "mean": np.mean,
+        "median": np.median,
+        "fraction": np.mean,
+        "count": len,
+    }
     return float(reducers[check.reduce](values.to_numpy()))
 
 
@@ -182,8 +215,12 @@ def _evaluate(check: Check, df: pd.DataFrame, tier: str) -> tuple[str, Any, str,
         per_group = {str(k): _reduce(check, g) for k, g in rows.groupby(check.group_by)}
         passed = all(math.isfinite(v) and cond(v) for v in per_group.values())
         shown = [min(per_group.values()), max(per_group.values())]
-        return ("PASS" if passed else "FAIL"), shown, \
-            f"{label} per {check.group_by} {cond_text}", len(rows)
+        return (
+            ("PASS" if passed else "FAIL"),
+            shown,
+            f"{label} per {check.group_by} {cond_text}",
+            len(rows),
+        )
     value = _reduce(check, rows)
     passed = math.isfinite(value) and cond(value)
     return ("PASS" if passed else "FAIL"), value, f"{label} {cond_text}", len(rows)
@@ -199,8 +236,18 @@ def run_checks(claims: list[Claim], results_dir: str | Path, tier: str) -> Repor
         for check in claim.checks:
             path = results_dir / check.table
             if not path.is_file():
-                res = CheckResult(claim.id, check.id, check.what, check.experiment, check.table,
-                                  "n/a", None, "", 0, note=f"{path} not produced by this tier")
+                res = CheckResult(
+                    claim.id,
+                    check.id,
+                    check.what,
+                    check.experiment,
+                    check.table,
+                    "n/a",
+                    None,
+                    "",
+                    0,
+                    note=f"{path} not produced by this tier",
+                )
             else:
                 if check.table not in cache:
                     cache[check.table] = pd.read_csv(path)
@@ -209,13 +256,24 @@ def run_checks(claims: list[Claim], results_dir: str | Path, tier: str) -> Repor
                     note = "" if n else "no rows match the filter"
                 except Exception as exc:  # a malformed check is a failed check, with the reason
                     status, value, cond, n, note = "FAIL", None, "", 0, f"error: {exc}"
-                res = CheckResult(claim.id, check.id, check.what, check.experiment,
-                                  check.table, status, value, cond, n, note)
+                res = CheckResult(
+                    claim.id,
+                    check.id,
+                    check.what,
+                    check.experiment,
+                    check.table,
+                    status,
+                    value,
+                    cond,
+                    n,
+                    note,
+                )
             report.checks.append(res)
             statuses.append(res.status)
         ran = [s for s in statuses if s != "n/a"]
-        report.claims[claim.id] = "n/a" if not ran else ("PASS" if all(
-            s == "PASS" for s in ran) else "FAIL")
+        report.claims[claim.id] = (
+            "n/a" if not ran else ("PASS" if all(s == "PASS" for s in ran) else "FAIL")
+        )
         report.statements[claim.id] = claim.statement
     return report
 
@@ -234,8 +292,10 @@ def format_table(report: Report) -> str:
     head = f"{'check':<8} {'exp':<5} {'status':<6} {'value':<24} {'condition':<22} what"
     lines += [head, "-" * len(head)]
     for c in report.checks:
-        lines.append(f"{c.check:<8} {c.experiment:<5} {c.status:<6} {_fmt(c.value):<24} "
-                     f"{c.condition:<22} {c.what}" + (f"  [{c.note}]" if c.note else ""))
+        lines.append(
+            f"{c.check:<8} {c.experiment:<5} {c.status:<6} {_fmt(c.value):<24} "
+            f"{c.condition:<22} {c.what}" + (f"  [{c.note}]" if c.note else "")
+        )
     lines += ["", f"{'claim':<8} {'verdict':<8} statement", "-" * 60]
     for cid, verdict in report.claims.items():
         lines.append(f"{cid:<8} {verdict:<8} {report.statements[cid]}")

@@ -4,7 +4,6 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 TIER = config["tier"]
@@ -236,7 +235,11 @@ def compute_benchmarks():
     """Snakemake benchmark files of every compute job, by experiment (for the compute table)."""
     train = {}
     for dataset, setting, width, seed in train_grid():
-        key = "E7" if setting not in TRAINING["grids"].get("main", {}).get("settings", []) else "E4-E6"
+        key = (
+            "E7"
+            if setting not in TRAINING["grids"].get("main", {}).get("settings", [])
+            else "E4-E6"
+        )
         train.setdefault(key, []).append(
             f"{BENCH}/train/{dataset}/{setting}/m{width}/seed{seed}.tsv"
         )

@@ -7,10 +7,10 @@ rule fetch_mnist:
         [protected(p) for p in RAW_FILES["mnist"]],
     log:
         "logs/data/fetch_mnist.log",
-    params:
-        root=raw_root,
     conda:
         ENV_PY
+    params:
+        root=raw_root,
     shell:
         "overdeq data fetch --data mnist --data-root {params.root} > {log} 2>&1"
 
@@ -20,10 +20,10 @@ rule fetch_cifar10:
         [protected(p) for p in RAW_FILES["cifar10"]],
     log:
         "logs/data/fetch_cifar10.log",
-    params:
-        root=raw_root,
     conda:
         ENV_PY
+    params:
+        root=raw_root,
     shell:
         "overdeq data fetch --data cifar10 --data-root {params.root} > {log} 2>&1"
 
@@ -37,11 +37,11 @@ rule prepare_data:
         f"{LOGS}/data/{{dataset}}_n{{n}}_seed{{seed}}.log",
     benchmark:
         f"{BENCH}/data/{{dataset}}_n{{n}}_seed{{seed}}.tsv"
+    conda:
+        ENV_PY
     params:
         args=prepare_args,
         root=DATA_ROOT,
-    conda:
-        ENV_PY
     shell:
         "OVERDEQ_OFFLINE=1 overdeq data prepare {params.args} --data-root {params.root}"
         " --out {output} > {log} 2>&1"

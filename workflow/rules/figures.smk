@@ -21,10 +21,10 @@ rule fig_loss:
         f"{LOGS}/figures/fig_loss.log",
     benchmark:
         f"{BENCH}/figures/fig_loss.tsv"
-    params:
-        settings=list(TRAINING["grids"]["main"]["settings"]),
     conda:
         ENV_PY
+    params:
+        settings=list(TRAINING["grids"]["main"]["settings"]),
     script:
         "../../scripts/fig_loss.py"
 
@@ -90,12 +90,12 @@ rule fig_ablations:
         f"{LOGS}/figures/fig_ablations.log",
     benchmark:
         f"{BENCH}/figures/fig_ablations.tsv"
+    conda:
+        ENV_PY
     params:
         dataset=TRAINING["grids"]["ablations"]["datasets"][0],
         width=TRAINING["grids"]["ablations"]["widths"][0],
         seed=TRAINING["grids"]["ablations"]["seeds"][0],
-    conda:
-        ENV_PY
     script:
         "../../scripts/fig_ablations.py"
 
@@ -109,11 +109,11 @@ rule tab_compute:
         values=TAB_COMPUTE["values"],
     log:
         f"{LOGS}/figures/tab_compute.log",
+    conda:
+        ENV_PY
     params:
         groups=compute_benchmarks(),
         device=COMPUTE["device"],
         threads=COMPUTE["threads"],
-    conda:
-        ENV_PY
     script:
         "../../scripts/tab_compute.py"

@@ -26,10 +26,10 @@ rule paper_values:
         "paper/generated/values.tex",
     log:
         f"{LOGS}/paper/values.log",
-    params:
-        tier=TIER,
     conda:
         ENV_PY
+    params:
+        tier=TIER,
     shell:
         "overdeq latex-values {input} --tier {params.tier} --out {output} > {log} 2>&1"
 
@@ -62,11 +62,11 @@ rule verify_claims:
         f"{RES}/verify.json",
     log:
         f"{LOGS}/verify.log",
+    conda:
+        ENV_PY
     params:
         results=results_root,
         tier=TIER,
-    conda:
-        ENV_PY
     shell:
         "overdeq verify --claims {input.claims} --results {params.results} --tier {params.tier}"
         " --out {output} > {log} 2>&1"

@@ -6,7 +6,6 @@
 #   figures/fig_*.pdf, paper/generated/tab_kernels.tex                    (rule of that name)
 import json
 
-
 RANDOM_DEQ = config["random_deq"]
 RANDOM_DEQ_DIR = f"{RES}/random_deq"
 RANDOM_DEQ_GPUS = 0 if RANDOM_DEQ["device"] == "cpu" else 1
@@ -47,14 +46,14 @@ rule random_deq_e1:
         f"{LOGS}/random_deq/e1.log",
     benchmark:
         f"{BENCH}/random_deq/e1.tsv"
-    params:
-        json=RANDOM_DEQ_JSON["e1"],
-        device=RANDOM_DEQ["device"],
+    conda:
+        ENV_PY
     threads: COMPUTE["threads"]
     resources:
         gpu=RANDOM_DEQ_GPUS,
-    conda:
-        ENV_PY
+    params:
+        json=RANDOM_DEQ_JSON["e1"],
+        device=RANDOM_DEQ["device"],
     shell:
         "OVERDEQ_OFFLINE=1 overdeq random-deq e1 --params-json '{params.json}' --device {params.device}"
         " --out {output.rows} --summary {output.summary} --meta {output.meta}"
@@ -72,14 +71,14 @@ rule random_deq_e2:
         f"{LOGS}/random_deq/e2.log",
     benchmark:
         f"{BENCH}/random_deq/e2.tsv"
-    params:
-        json=RANDOM_DEQ_JSON["e2"],
-        device=RANDOM_DEQ["device"],
+    conda:
+        ENV_PY
     threads: COMPUTE["threads"]
     resources:
         gpu=RANDOM_DEQ_GPUS,
-    conda:
-        ENV_PY
+    params:
+        json=RANDOM_DEQ_JSON["e2"],
+        device=RANDOM_DEQ["device"],
     shell:
         "OVERDEQ_OFFLINE=1 overdeq random-deq e2 --params-json '{params.json}' --device {params.device}"
         " --out {output.rows} --summary {output.summary} --meta {output.meta}"
@@ -97,14 +96,14 @@ rule random_deq_e3:
         f"{LOGS}/random_deq/e3.log",
     benchmark:
         f"{BENCH}/random_deq/e3.tsv"
-    params:
-        json=RANDOM_DEQ_JSON["e3"],
-        device=RANDOM_DEQ["device"],
+    conda:
+        ENV_PY
     threads: COMPUTE["threads"]
     resources:
         gpu=RANDOM_DEQ_GPUS,
-    conda:
-        ENV_PY
+    params:
+        json=RANDOM_DEQ_JSON["e3"],
+        device=RANDOM_DEQ["device"],
     shell:
         "OVERDEQ_OFFLINE=1 overdeq random-deq e3 --params-json '{params.json}' --device {params.device}"
         " --out {output.rows} --summary {output.summary} --meta {output.meta}"
@@ -123,11 +122,11 @@ rule random_deq_e10:
         f"{LOGS}/random_deq/e10.log",
     benchmark:
         f"{BENCH}/random_deq/e10.tsv"
-    params:
-        json=RANDOM_DEQ_JSON["e10"],
-    threads: COMPUTE["threads"]
     conda:
         ENV_PY
+    threads: COMPUTE["threads"]
+    params:
+        json=RANDOM_DEQ_JSON["e10"],
     shell:
         "OVERDEQ_OFFLINE=1 overdeq random-deq e10 --params-json '{params.json}' --device cpu"
         " --out {output.rows} --meta {output.meta} --threads {threads} > {log} 2>&1"
@@ -144,10 +143,10 @@ rule fig_kernel_limit:
         f"{LOGS}/figures/fig_kernel_limit.log",
     benchmark:
         f"{BENCH}/figures/fig_kernel_limit.tsv"
-    params:
-        tier=TIER,
     conda:
         ENV_PY
+    params:
+        tier=TIER,
     script:
         "../../scripts/fig_kernel_limit.py"
 
@@ -163,10 +162,10 @@ rule fig_init_condition:
         f"{LOGS}/figures/fig_init_condition.log",
     benchmark:
         f"{BENCH}/figures/fig_init_condition.tsv"
-    params:
-        tier=TIER,
     conda:
         ENV_PY
+    params:
+        tier=TIER,
     script:
         "../../scripts/fig_init_condition.py"
 
@@ -183,10 +182,10 @@ rule fig_wellposed:
         f"{LOGS}/figures/fig_wellposed.log",
     benchmark:
         f"{BENCH}/figures/fig_wellposed.tsv"
-    params:
-        tier=TIER,
     conda:
         ENV_PY
+    params:
+        tier=TIER,
     script:
         "../../scripts/fig_wellposed.py"
 
@@ -201,9 +200,9 @@ rule tab_kernels:
         f"{LOGS}/figures/tab_kernels.log",
     benchmark:
         f"{BENCH}/figures/tab_kernels.tsv"
-    params:
-        tier=TIER,
     conda:
         ENV_PY
+    params:
+        tier=TIER,
     script:
         "../../scripts/tab_kernels.py"

@@ -13,13 +13,13 @@ rule train:
         f"{LOGS}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}.tsv"
-    params:
-        args=train_args,
+    conda:
+        ENV_PY
     threads: COMPUTE["threads"]
     resources:
         gpu=GPUS_PER_JOB,
-    conda:
-        ENV_PY
+    params:
+        args=train_args,
     shell:
         "overdeq train --data-file {input.data} {params.args} --threads {threads}"
         " --out $(dirname {output.summary}) --overwrite --quiet > {log} 2>&1"
@@ -49,13 +49,13 @@ rule gradient_error:
         f"{LOGS}/ablations/gradient_error.log",
     benchmark:
         f"{BENCH}/ablations/gradient_error.tsv"
+    conda:
+        ENV_PY
+    threads: COMPUTE["threads"]
     params:
         width=ABLATIONS["gradient_error"]["width"],
         seed=ABLATIONS["gradient_error"]["seed"],
         tols=" ".join(str(t) for t in ABLATIONS["gradient_error"]["tols"]),
-    threads: COMPUTE["threads"]
-    conda:
-        ENV_PY
     shell:
         "overdeq gradient-error --data-file {input.data} --width {params.width}"
         " --seed {params.seed} --tols {params.tols} --threads {threads} --out {output}"

@@ -11,5 +11,13 @@ from .core import (
     normalize_rows,
 )
 
-__all__ = ["DATASETS", "LABEL_KINDS", "DataSpec", "Dataset", "balanced_subset", "load_dataset",
-           "make_labels", "normalize_rows"]
+__all__ = [
+    "DATASETS",
+    "LABEL_KINDS",
+    "DataSpec",
+    "Dataset",
+    "balanced_subset",
+    "load_dataset",
+    "make_labels",
+    "normalize_rows",
+]

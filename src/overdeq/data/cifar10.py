@@ -29,9 +29,18 @@ from .core import Dataset, DataSpec
 from .download import LocalFile, RemoteFile, ensure
 from .labelled import check_classes, from_labelled_images
 
-__all__ = ["CIFAR10_FILE", "TRAIN_BATCHES", "TEST_BATCH", "LUMA_601", "CifarFormatError",
-           "cifar10_folder", "fetch_cifar10", "read_cifar10_batches", "to_grayscale",
-           "load_cifar10"]
+__all__ = [
+    "CIFAR10_FILE",
+    "TRAIN_BATCHES",
+    "TEST_BATCH",
+    "LUMA_601",
+    "CifarFormatError",
+    "cifar10_folder",
+    "fetch_cifar10",
+    "read_cifar10_batches",
+    "to_grayscale",
+    "load_cifar10",
+]
 
 # Pinned digests of cifar-10-python.tar.gz. SHA-256: torchvision,
 # torchvision/prototype/datasets/_builtin/cifar.py (Cifar10.resources), identical to
@@ -70,25 +79,32 @@ def _unpickle_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = pickle.loads(raw, encoding="bytes")
     except Exception as exc:  # any unpickling failure means a damaged member
-        raise CifarFormatError(f"{where} cannot be unpickled ({type(exc).__name__}: {exc}); "
-                               f"{_REFETCH}") from None
+        raise CifarFormatError(
+            f"{where} cannot be unpickled ({type(exc).__name__}: {exc}); {_REFETCH}"
+        ) from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise CifarFormatError(f"{where} is not a CIFAR-10 batch (expected a dict with b'data' "
-                               f"and b'labels', found {keys}); {_REFETCH}")
+        raise CifarFormatError(
+            f"{where} is not a CIFAR-10 batch (expected a dict with b'data' "
+            f"and b'labels', found {keys}); {_REFETCH}"
+        )
     data = np.asarray(batch[b"data"])
     labels = np.asarray(batch[b"labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * _PIXELS:
-        raise CifarFormatError(f"{where}: b'data' has dtype {data.dtype} and shape {data.shape}, "
-                               f"expected uint8 (k, {3 * _PIXELS}); {_REFETCH}")
+        raise CifarFormatError(
+            f"{where}: b'data' has dtype {data.dtype} and shape {data.shape}, "
+            f"expected uint8 (k, {3 * _PIXELS}); {_REFETCH}"
+        )
     if labels.shape != (data.shape[0],):
-        raise CifarFormatError(f"{where}: {data.shape[0]} images but {labels.size} labels; "
-                               f"{_REFETCH}")
+        raise CifarFormatError(
+            f"{where}: {data.shape[0]} images but {labels.size} labels; {_REFETCH}"
+        )
     return data, labels.astype(np.int64)
 
 
-def read_cifar10_batches(path: str | Path, batches: tuple[str, ...] = TRAIN_BATCHES
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar10_batches(
+    path: str | Path, batches: tuple[str, ...] = TRAIN_BATCHES
+) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate batches read straight from the tarball: data (N, 3072) uint8, labels (N,).
 
     Members are matched by their base name (``cifar-10-batches-py/data_batch_1``) and
@@ -104,13 +120,16 @@ def read_cifar10_batches(path: str | Path, batches: tuple[str, ...] = TRAIN_BATC
                     fh = tar.extractfile(member)
                     found[base] = fh.read() if fh is not None else b""
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        raise CifarFormatError(f"{path}: the archive is truncated or corrupt "
-                               f"({type(exc).__name__}: {exc}); {_REFETCH}") from None
+        raise CifarFormatError(
+            f"{path}: the archive is truncated or corrupt ({type(exc).__name__}: {exc}); {_REFETCH}"
+        ) from None
     missing = [b for b in batches if b not in found]
     if missing:
-        raise CifarFormatError(f"{path} has no member(s) {missing} (expected "
-                               f"cifar-10-batches-py/<name>); it is not the CIFAR-10 python "
-                               f"archive: {_REFETCH}")
+        raise CifarFormatError(
+            f"{path} has no member(s) {missing} (expected "
+            f"cifar-10-batches-py/<name>); it is not the CIFAR-10 python "
+            f"archive: {_REFETCH}"
+        )
     parts = [_unpickle_batch(found[b], f"{path}:{b}") for b in batches]
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
@@ -126,10 +145,15 @@ def load_cifar10(spec: DataSpec, *, download: bool | None = None) -> Dataset:
     check_classes(spec, range(10), "CIFAR-10")  # before any download
     archive = fetch_cifar10(spec.root, download=download)
     data, labels = read_cifar10_batches(archive.path)  # (50000, 3072) uint8, (50000,)
-    meta = {"source": "CIFAR-10", "split": "train (data_batch_1..5)",
-            "files": [archive.as_meta()], "image_shape": [32, 32],
-            "preprocessing": "grayscale Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601), "
-                             "flatten, L2-normalise each row"}
+    meta = {
+        "source": "CIFAR-10",
+        "split": "train (data_batch_1..5)",
+        "files": [archive.as_meta()],
+        "image_shape": [32, 32],
+        "preprocessing": "grayscale Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601), "
+        "flatten, L2-normalise each row",
+    }
     source = f"the CIFAR-10 training batches ({archive.path})"
-    return from_labelled_images(data, labels, spec, name="cifar10", source=source, meta=meta,
-                                features=to_grayscale)
+    return from_labelled_images(
+        data, labels, spec, name="cifar10", source=source, meta=meta, features=to_grayscale
+    )

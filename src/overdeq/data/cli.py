@@ -27,14 +27,19 @@ __all__ = ["register", "FETCHABLE"]
 FETCHABLE = ("mnist", "cifar10")
 
 
-
-
 def _add_source_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", default="data",
-                   help="folder holding raw/mnist/ and raw/cifar-10/ (default: data)")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
-                   help="download missing raw files (default); --no-download only uses and "
-                        "verifies files already in place")
+    p.add_argument(
+        "--data-root",
+        default="data",
+        help="folder holding raw/mnist/ and raw/cifar-10/ (default: data)",
+    )
+    p.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="download missing raw files (default); --no-download only uses and "
+        "verifies files already in place",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,13 +55,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = data_sub.add_parser("prepare", help="select, normalise and label a data set; write .npz")
     q.add_argument("--data", required=True, choices=list(DATASETS))
     q.add_argument("--n", type=positive_int("--n"), required=True, help="number of samples")
-    q.add_argument("--d", type=positive_int("--d"), default=None,
-                   help="input dimension (synthetic data sets only)")
-    q.add_argument("--data-seed", type=int, default=0,
-                   help="seed of the subset and the labels (same meaning as in 'train')")
+    q.add_argument(
+        "--d",
+        type=positive_int("--d"),
+        default=None,
+        help="input dimension (synthetic data sets only)",
+    )
+    q.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the subset and the labels (same meaning as in 'train')",
+    )
     q.add_argument("--classes", type=int, nargs="+", default=[0, 1])
-    q.add_argument("--labels", choices=list(LABEL_KINDS), default="uniform",
-                   help="uniform: y ~ U(0,1) as in the paper; pm1: -1/+1 for the two classes")
+    q.add_argument(
+        "--labels",
+        choices=list(LABEL_KINDS),
+        default="uniform",
+        help="uniform: y ~ U(0,1) as in the paper; pm1: -1/+1 for the two classes",
+    )
     _add_source_args(q)
     q.add_argument("--out", type=Path, required=True, help="prepared file to write (.npz)")
     q.set_defaults(func=_cmd_prepare)
@@ -81,14 +98,25 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out} must end in .npz (it is written with numpy.savez)")
-    spec = DataSpec(name=args.data, n=args.n, d=args.d, seed=derive_seed(args.data_seed, "data"),
-                    label_seed=derive_seed(args.data_seed, "labels"), labels=args.labels,
-                    classes=tuple(args.classes), root=args.data_root)
+    spec = DataSpec(
+        name=args.data,
+        n=args.n,
+        d=args.d,
+        seed=derive_seed(args.data_seed, "data"),
+        label_seed=derive_seed(args.data_seed, "labels"),
+        labels=args.labels,
+        classes=tuple(args.classes),
+        root=args.data_root,
+    )
     with network_allowed(args.download):
         ds = load_dataset(spec)  # every check (files, checksums, classes, n) happens here
     ds = Dataset(X=ds.X, y=ds.y, name=ds.name, meta={**ds.meta, "data_seed": args.data_seed})
     ds.save_npz(args.out)
     files = [f.get("sha256") or f.get("content_sha256") for f in ds.meta.get("files", [])]
-    print(json.dumps({"out": str(args.out), "name": ds.name, "n": ds.n, "d": ds.d,
-                      "source_sha256": files}), file=sys.stderr)
+    print(
+        json.dumps(
+            {"out": str(args.out), "name": ds.name, "n": ds.n, "d": ds.d, "source_sha256": files}
+        ),
+        file=sys.stderr,
+    )
     return 0

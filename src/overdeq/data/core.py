@@ -20,8 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DataSpec", "Dataset", "LOADERS", "DATASETS", "LABEL_KINDS", "load_dataset",
-           "normalize_rows", "make_labels", "balanced_subset"]
+__all__ = [
+    "DataSpec",
+    "Dataset",
+    "LOADERS",
+    "DATASETS",
+    "LABEL_KINDS",
+    "load_dataset",
+    "normalize_rows",
+    "make_labels",
+    "balanced_subset",
+]
 
 LABEL_KINDS = ("uniform", "pm1")
 
@@ -72,8 +81,10 @@ class Dataset:
 
     def tensors(self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
         """(X, y) as torch tensors."""
-        return (torch.as_tensor(self.X, dtype=dtype, device=device),
-                torch.as_tensor(self.y, dtype=dtype, device=device))
+        return (
+            torch.as_tensor(self.X, dtype=dtype, device=device),
+            torch.as_tensor(self.y, dtype=dtype, device=device),
+        )
 
     def save_npz(self, path: str | Path) -> None:
         """Write X, y and the metadata (as JSON) to an .npz file, atomically."""
@@ -83,8 +94,13 @@ class Dataset:
         from ..io import atomic_write_bytes
 
         buf = _io.BytesIO()
-        np.savez(buf, X=self.X, y=self.y, name=np.array(self.name),
-                 meta=np.array(json.dumps(self.meta, sort_keys=True, default=str)))
+        np.savez(
+            buf,
+            X=self.X,
+            y=self.y,
+            name=np.array(self.name),
+            meta=np.array(json.dumps(self.meta, sort_keys=True, default=str)),
+        )
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
@@ -93,23 +109,34 @@ class Dataset:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"prepared data file {path} does not exist; create it with "
-                                    "'overdeq data prepare' or the workflow's data rules")
+            raise FileNotFoundError(
+                f"prepared data file {path} does not exist; create it with "
+                "'overdeq data prepare' or the workflow's data rules"
+            )
         try:
             z = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{path} is not a prepared overdeq data file (.npz): {exc}. Create "
-                             "one with 'overdeq data prepare ... --out FILE.npz'") from None
+            raise ValueError(
+                f"{path} is not a prepared overdeq data file (.npz): {exc}. Create "
+                "one with 'overdeq data prepare ... --out FILE.npz'"
+            ) from None
         if not hasattr(z, "files"):
-            raise ValueError(f"{path} holds a bare array, not a prepared overdeq data file; "
-                             "create one with 'overdeq data prepare ... --out FILE.npz'")
+            raise ValueError(
+                f"{path} holds a bare array, not a prepared overdeq data file; "
+                "create one with 'overdeq data prepare ... --out FILE.npz'"
+            )
         with z:
             missing = {"X", "y", "name", "meta"} - set(z.files)
             if missing:
-                raise ValueError(f"{path} is not a prepared overdeq data file "
-                                 f"(missing arrays {sorted(missing)})")
-            return cls(X=z["X"].astype(np.float64), y=z["y"].astype(np.float64),
-                       name=str(z["name"]), meta=json.loads(str(z["meta"])))
+                raise ValueError(
+                    f"{path} is not a prepared overdeq data file (missing arrays {sorted(missing)})"
+                )
+            return cls(
+                X=z["X"].astype(np.float64),
+                y=z["y"].astype(np.float64),
+                name=str(z["name"]),
+                meta=json.loads(str(z["meta"])),
+            )
 
 
 def normalize_rows(X: np.ndarray) -> np.ndarray:
@@ -122,8 +149,9 @@ def normalize_rows(X: np.ndarray) -> np.ndarray:
     return X / norms[:, None]
 
 
-def make_labels(n: int, kind: str, *, seed: int, classes: np.ndarray | None = None,
-                positive: int | None = None) -> np.ndarray:
+def make_labels(
+    n: int, kind: str, *, seed: int, classes: np.ndarray | None = None, positive: int | None = None
+) -> np.ndarray:
     """Targets: y ~ U(0, 1) (``uniform``, the paper's random labels) or +-1 by class."""
     if kind == "uniform":
         return np.random.default_rng(seed).uniform(0.0, 1.0, size=n)
@@ -134,8 +162,9 @@ def make_labels(n: int, kind: str, *, seed: int, classes: np.ndarray | None = No
     raise ValueError(f"labels must be one of {list(LABEL_KINDS)}, got {kind!r}")
 
 
-def balanced_subset(labels: np.ndarray, classes: tuple[int, ...], n: int, seed: int,
-                    source: str = "the data") -> np.ndarray:
+def balanced_subset(
+    labels: np.ndarray, classes: tuple[int, ...], n: int, seed: int, source: str = "the data"
+) -> np.ndarray:
     """Indices of n samples, as equal as possible across ``classes``, chosen by ``seed``.
 
     The result is sorted by class then by original index, so it is deterministic given seed.
@@ -154,9 +183,14 @@ def balanced_subset(labels: np.ndarray, classes: tuple[int, ...], n: int, seed: 
     for c, pool, w in zip(classes, pools, want, strict=True):
         if w > pool.size:
             total = sum(p.size for p in pools)
-            raise ValueError(f"n={n} needs {w} samples of class {c} but {source} has only "
-                             f"{pool.size} (of {total} in classes {list(classes)}); lower --n")
-    picked = [np.sort(rng.choice(pool, size=w, replace=False)) for pool, w in zip(pools, want, strict=True)]
+            raise ValueError(
+                f"n={n} needs {w} samples of class {c} but {source} has only "
+                f"{pool.size} (of {total} in classes {list(classes)}); lower --n"
+            )
+    picked = [
+        np.sort(rng.choice(pool, size=w, replace=False))
+        for pool, w in zip(pools, want, strict=True)
+    ]
     return np.concatenate(picked)
 
 

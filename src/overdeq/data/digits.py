@@ -31,11 +31,16 @@ def load_digits(spec: DataSpec) -> Dataset:
     # content checksum of the bundled arrays (as uint8 / int64), so a prepared file records
     # exactly which pixels it was made from, across scikit-learn versions
     sha = hashlib.sha256(images.astype(np.uint8).tobytes() + labels.astype(np.int64).tobytes())
-    meta = {"source": "scikit-learn digits (sklearn.datasets.load_digits)",
-            "sklearn_version": sklearn.__version__, "split": "all (no split)",
-            "files": [{"name": "sklearn/datasets/data/digits.csv.gz",
-                       "content_sha256": sha.hexdigest()}],
-            "image_shape": list(images.shape[1:]),
-            "preprocessing": "flatten, L2-normalise each row"}
-    return from_labelled_images(images, labels, spec, name="digits",
-                                source="scikit-learn's digits (1797 images)", meta=meta)
+    meta = {
+        "source": "scikit-learn digits (sklearn.datasets.load_digits)",
+        "sklearn_version": sklearn.__version__,
+        "split": "all (no split)",
+        "files": [
+            {"name": "sklearn/datasets/data/digits.csv.gz", "content_sha256": sha.hexdigest()}
+        ],
+        "image_shape": list(images.shape[1:]),
+        "preprocessing": "flatten, L2-normalise each row",
+    }
+    return from_labelled_images(
+        images, labels, spec, name="digits", source="scikit-learn's digits (1797 images)", meta=meta
+    )

@@ -32,12 +32,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-__all__ = ["RemoteFile", "DataFileError", "MissingFileError", "ChecksumError", "DownloadError",
-           "Digests", "LocalFile", "file_digests", "verify", "fetch_file", "ensure", "ensure_all", "network_allowed", "downloads_allowed"]
+__all__ = [
+    "RemoteFile",
+    "DataFileError",
+    "MissingFileError",
+    "ChecksumError",
+    "DownloadError",
+    "Digests",
+    "LocalFile",
+    "file_digests",
+    "verify",
+    "fetch_file",
+    "ensure",
+    "ensure_all",
+    "network_allowed",
+    "downloads_allowed",
+]
 
 _CHUNK = 1 << 20
-_ALLOW: contextvars.ContextVar[bool | None] = contextvars.ContextVar("overdeq_download",
-                                                                       default=None)
+_ALLOW: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "overdeq_download", default=None
+)
 
 
 class DataFileError(ValueError):
@@ -70,8 +85,10 @@ class RemoteFile:
     def describe(self) -> str:
         """Where it comes from and how to check it by hand (for error messages)."""
         urls = "\n".join(f"      {u}" for u in self.urls)
-        return (f"    {self.name} ({self.size} bytes) from any of:\n{urls}\n"
-                f"      sha256 {self.sha256}\n      md5    {self.md5}")
+        return (
+            f"    {self.name} ({self.size} bytes) from any of:\n{urls}\n"
+            f"      sha256 {self.sha256}\n      md5    {self.md5}"
+        )
 
 
 @dataclass(frozen=True)
@@ -93,8 +110,13 @@ class LocalFile:
     def as_meta(self) -> dict[str, object]:
         """JSON-able record for a Dataset's meta (provenance of prepared data)."""
         d = self.digests
-        return {"name": self.path.name, "path": str(self.path), "bytes": d.size,
-                "sha256": d.sha256, "md5": d.md5}
+        return {
+            "name": self.path.name,
+            "path": str(self.path),
+            "bytes": d.size,
+            "sha256": d.sha256,
+            "md5": d.md5,
+        }
 
 
 def _hash_stream(stream: BinaryIO, sink: BinaryIO | None = None) -> Digests:
@@ -117,8 +139,10 @@ def file_digests(path: str | os.PathLike) -> Digests:
 def _mismatch(rf: RemoteFile, got: Digests) -> str | None:
     """Why ``got`` is not ``rf`` (expected vs actual), or None when it matches."""
     if got.size != rf.size:
-        return (f"size {got.size} bytes and sha256 {got.sha256}, expected {rf.size} bytes and "
-                f"sha256 {rf.sha256}")
+        return (
+            f"size {got.size} bytes and sha256 {got.sha256}, expected {rf.size} bytes and "
+            f"sha256 {rf.sha256}"
+        )
     if got.sha256 != rf.sha256:
         return f"sha256 {got.sha256}, expected {rf.sha256}"
     if got.md5 != rf.md5:
@@ -136,7 +160,8 @@ def verify(path: str | os.PathLike, rf: RemoteFile) -> Digests:
             f"{path} is not the original {rf.dataset} file {rf.name}: {why}. It is truncated, "
             f"corrupted or a different file. Delete it and run 'overdeq data fetch --data "
             f"{_cli_name(rf)} --data-root {_root_of(path)}', or put the original there:\n"
-            f"{rf.describe()}")
+            f"{rf.describe()}"
+        )
     return got
 
 
@@ -170,8 +195,9 @@ def network_allowed(allowed: bool) -> Iterator[None]:
         _ALLOW.reset(token)
 
 
-def fetch_file(rf: RemoteFile, dest: str | os.PathLike, *, timeout: float = 60.0,
-               log: TextIO | None = None) -> Digests:
+def fetch_file(
+    rf: RemoteFile, dest: str | os.PathLike, *, timeout: float = 60.0, log: TextIO | None = None
+) -> Digests:
     """Fetch ``rf`` to ``dest``, trying its URLs in order; only a verified file lands there.
 
     Each attempt streams into a temporary file in ``dest``'s folder while hashing; on a
@@ -197,8 +223,12 @@ def fetch_file(rf: RemoteFile, dest: str | os.PathLike, *, timeout: float = 60.0
                 failures.append(f"{url}: wrong content ({why}); the partial file was deleted")
                 continue
             os.replace(tmp, dest)
-            print(f"  {got.size} bytes in {time.perf_counter() - t0:.1f} s, sha256 "
-                  f"{got.sha256} verified", file=stream, flush=True)
+            print(
+                f"  {got.size} bytes in {time.perf_counter() - t0:.1f} s, sha256 "
+                f"{got.sha256} verified",
+                file=stream,
+                flush=True,
+            )
             return got
         except urllib.error.HTTPError as exc:
             failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
@@ -210,11 +240,11 @@ def fetch_file(rf: RemoteFile, dest: str | os.PathLike, *, timeout: float = 60.0
     raise DownloadError(
         f"could not download {rf.dataset} file {rf.name} to {dest}; every URL failed:\n{tried}\n"
         f"  Without network access, fetch the file elsewhere, check its checksum and put it at "
-        f"{dest}:\n{rf.describe()}")
+        f"{dest}:\n{rf.describe()}"
+    )
 
 
-def ensure(rf: RemoteFile, folder: str | os.PathLike, *,
-           download: bool | None = None) -> LocalFile:
+def ensure(rf: RemoteFile, folder: str | os.PathLike, *, download: bool | None = None) -> LocalFile:
     """The verified file ``rf`` in ``folder``: use a file in place, else download it.
 
     A file already present is verified (never replaced: a mismatch is an error the user
@@ -228,8 +258,9 @@ def ensure(rf: RemoteFile, folder: str | os.PathLike, *,
     return LocalFile(path, fetch_file(rf, path))
 
 
-def ensure_all(files: Sequence[RemoteFile], folder: str | os.PathLike, *,
-               download: bool | None = None) -> dict[str, LocalFile]:
+def ensure_all(
+    files: Sequence[RemoteFile], folder: str | os.PathLike, *, download: bool | None = None
+) -> dict[str, LocalFile]:
     """:func:`ensure` for several files; offline, all missing ones are named in one error."""
     folder = Path(folder)
     if not downloads_allowed(download):
@@ -247,4 +278,5 @@ def _missing(files: Sequence[RemoteFile], folder: Path) -> MissingFileError:
         f"{rf.dataset} file(s) missing: {names}; downloading is switched off (--no-download "
         f"or OVERDEQ_OFFLINE=1). Put the original file(s) in {folder}/, or run 'overdeq data "
         f"fetch --data {_cli_name(rf)} --data-root {_root_of(folder / rf.name)}' on a machine "
-        f"with network access:\n{where}")
+        f"with network access:\n{where}"
+    )

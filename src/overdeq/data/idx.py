@@ -22,8 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IdxFormatError", "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "read_idx",
-           "read_idx_images", "read_idx_labels", "parse_idx"]
+__all__ = [
+    "IdxFormatError",
+    "IDX_IMAGES_MAGIC",
+    "IDX_LABELS_MAGIC",
+    "read_idx",
+    "read_idx_images",
+    "read_idx_labels",
+    "parse_idx",
+]
 
 IDX_IMAGES_MAGIC = 0x00000803  # uint8, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # uint8, 1 dimension
@@ -43,25 +50,32 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise IdxFormatError(f"{path}: the gzip stream is truncated or corrupt ({exc}); "
-                             f"{_REFETCH}") from None
+        raise IdxFormatError(
+            f"{path}: the gzip stream is truncated or corrupt ({exc}); {_REFETCH}"
+        ) from None
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> tuple[int, np.ndarray]:
     """(magic, array) from the bytes of an IDX file; the array has native byte order."""
     if len(data) < 4:
-        raise IdxFormatError(f"{source}: {len(data)} bytes is too short for an IDX header; "
-                             f"the file is empty or truncated: {_REFETCH}")
+        raise IdxFormatError(
+            f"{source}: {len(data)} bytes is too short for an IDX header; "
+            f"the file is empty or truncated: {_REFETCH}"
+        )
     magic = struct.unpack(">I", data[:4])[0]
     code, ndim = data[2], data[3]
     if data[0] != 0 or data[1] != 0 or code not in _DTYPES or ndim == 0:
-        raise IdxFormatError(f"{source}: magic number 0x{magic:08x} is not an IDX header "
-                             "(expected 0x0000TTNN with a known type TT and NN >= 1 "
-                             f"dimensions); the file is not an MNIST IDX file: {_REFETCH}")
+        raise IdxFormatError(
+            f"{source}: magic number 0x{magic:08x} is not an IDX header "
+            "(expected 0x0000TTNN with a known type TT and NN >= 1 "
+            f"dimensions); the file is not an MNIST IDX file: {_REFETCH}"
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise IdxFormatError(f"{source}: the header announces {ndim} dimensions but the file "
-                             f"ends after {len(data)} bytes: {_REFETCH}")
+        raise IdxFormatError(
+            f"{source}: the header announces {ndim} dimensions but the file "
+            f"ends after {len(data)} bytes: {_REFETCH}"
+        )
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_DTYPES[code])
     expected = math.prod(dims) * dtype.itemsize
@@ -69,7 +83,8 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> tuple[int, np.ndarray]:
     if actual != expected:
         raise IdxFormatError(
             f"{source}: the header says shape {tuple(dims)} of {dtype.name} = {expected} data "
-            f"bytes, but the file holds {actual}; it is truncated or damaged: {_REFETCH}")
+            f"bytes, but the file holds {actual}; it is truncated or damaged: {_REFETCH}"
+        )
     array = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header)
     return magic, array.reshape(dims).astype(dtype.newbyteorder("="))
 
@@ -84,7 +99,8 @@ def read_idx(path: str | os.PathLike, expect_magic: int | None = None) -> np.nda
             f"{path}: magic number 0x{magic:08x} ({kinds.get(magic, 'another IDX type')}), "
             f"expected 0x{expect_magic:08x} ({kinds.get(expect_magic, 'IDX')}). Images and "
             f"labels files may be swapped or misnamed; put the original file under this name "
-            f"or {_REFETCH}")
+            f"or {_REFETCH}"
+        )
     return array
 
 

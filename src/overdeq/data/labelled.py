@@ -26,11 +26,15 @@ def check_classes(spec: DataSpec, available: range, source: str) -> None:
         raise ValueError(f"--classes {list(classes)} repeats a class; give each class once")
     outside = [c for c in classes if c not in available]
     if outside:
-        raise ValueError(f"classes {outside} do not exist in {source}: its labels are "
-                         f"{available.start}..{available.stop - 1}; choose --classes among them")
+        raise ValueError(
+            f"classes {outside} do not exist in {source}: its labels are "
+            f"{available.start}..{available.stop - 1}; choose --classes among them"
+        )
     if spec.labels == "pm1" and len(classes) != 2:
-        raise ValueError(f"--labels pm1 needs exactly two classes (-1 for the first, +1 for "
-                         f"the second), got --classes {list(classes)}")
+        raise ValueError(
+            f"--labels pm1 needs exactly two classes (-1 for the first, +1 for "
+            f"the second), got --classes {list(classes)}"
+        )
 
 
 def from_labelled_images(
@@ -53,16 +57,24 @@ def from_labelled_images(
     """
     labels = np.asarray(labels).astype(np.int64)
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{source}: {images.shape[0]} images but {labels.shape[0]} labels; "
-                         "the images and labels files do not belong together")
+        raise ValueError(
+            f"{source}: {images.shape[0]} images but {labels.shape[0]} labels; "
+            "the images and labels files do not belong together"
+        )
     idx = balanced_subset(labels, spec.classes, spec.n, spec.seed, source=source)  # (n,)
     picked = images[idx]
     feats = features(picked) if features is not None else picked.reshape(len(idx), -1)
     X = normalize_rows(np.asarray(feats, dtype=np.float64).reshape(len(idx), -1))  # (n, d)
     positive = spec.classes[1] if spec.labels == "pm1" else None
-    y = make_labels(spec.n, spec.labels, seed=spec.label_seed, classes=labels[idx],
-                    positive=positive)
+    y = make_labels(
+        spec.n, spec.labels, seed=spec.label_seed, classes=labels[idx], positive=positive
+    )
     counts = {str(c): int(np.sum(labels[idx] == c)) for c in spec.classes}
-    meta = {**meta, "classes": list(spec.classes), "class_counts": counts,
-            "indices": idx.tolist(), "available": int(labels.shape[0])}
+    meta = {
+        **meta,
+        "classes": list(spec.classes),
+        "class_counts": counts,
+        "indices": idx.tolist(),
+        "available": int(labels.shape[0]),
+    }
     return Dataset(X=X, y=y, name=name, meta=meta)

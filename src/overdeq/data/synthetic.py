@@ -14,8 +14,10 @@ def load_identity(spec: DataSpec) -> Dataset:
     """X = the first n rows of the d x d identity (d defaults to n): orthonormal inputs."""
     d = spec.d if spec.d is not None else spec.n
     if spec.n > d:
-        raise ValueError(f"identity data has at most d={d} distinct rows, but n={spec.n}; "
-                         f"raise --d to at least {spec.n} or lower --n")
+        raise ValueError(
+            f"identity data has at most d={d} distinct rows, but n={spec.n}; "
+            f"raise --d to at least {spec.n} or lower --n"
+        )
     X = np.eye(d, dtype=np.float64)[: spec.n]
     y = make_labels(spec.n, spec.labels, seed=spec.label_seed)
     return Dataset(X=X, y=y, name="identity", meta={"d": d})
