@@ -2,7 +2,7 @@
 
 A single-node cluster (tools/slurm/cluster.sh: munged, slurmctld and slurmd, all state in a
 temporary folder) runs the tiny tier (tests/workflow/tiny.yaml) to paper/main.pdf with
-``--workflow-profile workflow/profiles/slurm``, in a scratch copy of the repository. While
+``--workflow-profile profiles/slurm``, in a scratch copy of the repository. While
 it runs, one training job is cancelled with scancel after its first checkpoint; the
 profile's retries resubmit it and it must resume from that checkpoint. The training results
 must equal those of a local run of the same tier, bit for bit.
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tools" / "slurm" / "cluster.sh"
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
-PROFILE = "workflow/profiles/slurm"
+PROFILE = "profiles/slurm"
 DAEMONS = ("munged", "slurmctld", "slurmd", "slurmstepd")
 # the training run that is cancelled mid-run: (data set, setting, width, seed)
 KILLED = ("identity", "calibrated", 320, 0)

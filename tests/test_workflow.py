@@ -184,3 +184,17 @@ def test_scripts_are_jupytext_notebooks():
         assert "code" in kinds and kinds[-1] == "markdown", path.name  # "what this shows"
         rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
         assert f"scripts/{path.name}" in rules, f"no rule runs {path.name}"
+
+
+def test_plain_snakemake_uses_the_default_profile():
+    """`snakemake` with no flags reads profiles/default (cores: all, rerun-incomplete, ...)."""
+    # a source file as the target: the DAG is built, nothing runs
+    out = snakemake("paper/main.tex")
+    text = out.stdout + out.stderr
+    assert "Using workflow specific profile profiles/default" in text, text[-2000:]
+    assert "cores have to be specified" not in text
+    # without the profile the same call fails for want of --cores: the profile is what helps
+    bare = snakemake("--workflow-profile", "none", "paper/main.tex")
+    assert "cores have to be specified" in bare.stdout + bare.stderr
+    profile = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    assert profile["cores"] == "all" and profile["rerun-incomplete"] is True

@@ -1,4 +1,4 @@
-# Where jobs run under a cluster executor (workflow/profiles/slurm, docs/cluster.md).
+# Where jobs run under a cluster executor (profiles/slurm, docs/cluster.md).
 # Local rules run inside the Snakemake process on the submit host instead of going through
 # sbatch: the downloads (compute nodes often have no internet access) and every step that
 # only reads results and draws, tabulates, checks or typesets (seconds each; a SLURM job
