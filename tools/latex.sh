@@ -21,11 +21,19 @@ if [ $status -ne 0 ] || [ ! -f "$build/$name.pdf" ]; then
   echo "latex.sh: LaTeX failed on $tex (full log: $log, $build/$name.log). Relevant lines:" >&2
   grep -E -A4 '^(!|.*:[0-9]+: )|Undefined control sequence|LaTeX Error|Missing .* inserted|File .* not found' \
     "$build/$name.log" 2>/dev/null | head -40 >&2
+  if grep -q "File \`.*' not found" "$build/$name.log" 2>/dev/null; then
+    echo "latex.sh: a TeX file is missing; tools/tex-probe.sh names its Debian package" >&2
+  fi
+  # latexmk's database lists only the files the failed run found: once the cause is fixed
+  # (a package installed, say) it would answer "Nothing to do" with the old error. Without
+  # the database the next run starts afresh.
+  rm -f "$build/$name.fdb_latexmk"
   exit 1
 fi
 if grep -qE 'LaTeX Warning: (Reference|Citation) .* undefined' "$build/$name.log"; then
   echo "latex.sh: undefined references or citations in $tex:" >&2
   grep -E 'LaTeX Warning: (Reference|Citation) .* undefined' "$build/$name.log" | sort -u >&2
+  rm -f "$build/$name.fdb_latexmk"
   exit 1
 fi
 cp "$build/$name.pdf" "$pdf.tmp" && mv "$pdf.tmp" "$pdf"
