@@ -171,7 +171,7 @@ def test_every_file_the_preamble_reads_comes_from_the_setup_packages(tmp_path):
     stray = sorted(f"{p} ({owner(p)})" for p in read if owner(p) not in closure)
     assert not stray, (
         "TeX read files from packages tools/setup.sh does not install (add them to "
-        f"tools/tex-requirements.txt):\n" + "\n".join(stray[:20])
+        "tools/tex-requirements.txt):\n" + "\n".join(stray[:20])
     )
 
 

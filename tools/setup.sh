@@ -37,8 +37,8 @@ fingerprint=$(cat pyproject.toml "$lock" tools/setup.sh | sha256sum | cut -c1-16
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] && "$venv/bin/python" -c "import overdeq, torch" 2>/dev/null; then
   say "python environment up to date ($venv)"
 else
-  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-    say "error: need Python >= 3.10 as '$python' (set PYTHON=/path/to/python3.11)"; exit 1
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    say "error: need Python >= 3.11 as '$python' (set PYTHON=/path/to/python3.11)"; exit 1
   fi
   if [ "$unlocked" != 1 ] && ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
     say "error: $lock pins versions for Python 3.11, and '$python' is $("$python" -V 2>&1)."
