@@ -4,8 +4,8 @@
     overdeq data prepare --data NAME --n N --data-seed S [--classes 0 1] [--labels uniform]
                          [--data-root data] [--no-download] --out FILE.npz
 
-``prepare`` derives its seeds exactly as ``overdeq train`` does (``derive_seed(data_seed,
-"data")`` for the subset, ``derive_seed(data_seed, "labels")`` for the targets), so
+``prepare`` derives its seeds exactly as ``overdeq train`` does (``seeding.data_seeds``:
+``derive_seed(data_seed, "data")`` for the subset, ``"labels"`` for the targets), so
 ``overdeq train --data-file FILE.npz`` and ``overdeq train --data NAME`` with the same flags
 see identical arrays. The .npz is written atomically and only after every check passed: a
 failed run leaves a previously prepared file untouched.
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..argtypes import positive_int
+from ..seeding import data_seeds
 from .core import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .download import network_allowed
 
@@ -94,16 +95,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from ..train import derive_seed
-
     if args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out} must end in .npz (it is written with numpy.savez)")
     spec = DataSpec(
         name=args.data,
         n=args.n,
         d=args.d,
-        seed=derive_seed(args.data_seed, "data"),
-        label_seed=derive_seed(args.data_seed, "labels"),
+        **data_seeds(args.data_seed),
         labels=args.labels,
         classes=tuple(args.classes),
         root=args.data_root,
