@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from overdeq.config import LOSSES, MODES, PRECISIONS
 from overdeq.data import DATASETS
 from overdeq.solvers import SOLVERS
-from overdeq.train import LOSSES, MODES, PRECISIONS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
@@ -51,9 +51,7 @@ def test_dry_run_plans_every_target(extra):
     for rule in (
         "train",
         "aggregate_training",
-        "random_deq_e1",
-        "random_deq_e2",
-        "random_deq_e3",
+        "random_deq",
         "random_deq_e10",
         "gradient_error",
         "fig_loss",

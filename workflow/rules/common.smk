@@ -1,4 +1,5 @@
 # Shared set-up: validate the config, then small named helpers the rules call by name.
+import json
 from pathlib import Path
 
 import yaml
@@ -70,6 +71,11 @@ PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
 def results_root(wildcards, output):
     """results/<tier>, read off the path of an output that lives directly in it."""
     return str(Path(output[0]).parent)
+
+
+def random_deq_table(experiment, name):
+    """results/<tier>/random_deq/<experiment>/<name>: rows.csv, summary.csv or meta.json."""
+    return f"{RES}/random_deq/{experiment}/{name}"
 
 
 def verify_inputs():
