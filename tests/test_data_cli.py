@@ -6,7 +6,7 @@ import pytest
 
 from overdeq import cli
 from overdeq.data import Dataset
-from overdeq.train import RunResult
+from overdeq.rundir import RunResult
 
 from data_fixtures import no_internet, pin_cifar, pin_mnist, tiny_cifar, tiny_mnist  # noqa: F401
 

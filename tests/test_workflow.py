@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from overdeq.config import LOSSES, MODES, PRECISIONS
+from overdeq.cli import build_parser
+from overdeq.config import LOSSES, MODES, PRECISIONS, RUN_OPTIONS
 from overdeq.data import DATASETS
 from overdeq.solvers import SOLVERS
 
@@ -77,6 +78,19 @@ def test_schema_enums_are_the_library_registries():
     assert setting["loss"]["enum"] == list(LOSSES)
     assert schema["properties"]["compute"]["properties"]["precision"]["enum"] == list(PRECISIONS)
     assert train["datasets"]["propertyNames"]["enum"] == list(DATASETS)
+
+
+def test_each_training_setting_key_is_a_run_option_and_its_flag():
+    """A setting's keys reach make_run_config as `overdeq train --<key>` (common.smk)."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    training = schema["properties"]["training"]["properties"]
+    keys = set(training["settings"]["additionalProperties"]["properties"])
+    keys -= {"width_scale_ratio"}  # the workflow turns it into width_scale
+    assert keys <= set(RUN_OPTIONS), keys - set(RUN_OPTIONS)
+    (train,) = [a.choices["train"] for a in build_parser()._actions if getattr(a, "choices", None)]
+    flags = {o: a.dest for a in train._actions for o in a.option_strings}
+    for key in keys:
+        assert flags.get("--" + key.replace("_", "-")) == key, key
 
 
 def _scratch(dst: Path, config: Path) -> Path:

@@ -9,20 +9,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .argtypes import nonnegative_int, positive_float, positive_int
+from .config import (
+    GRADIENTS,
+    LOSSES,
+    MODES,
+    PRECISIONS,
+    RUN_OPTIONS,
+    ConfigError,
+    TrainConfig,
+    make_run_config,
+)
 from .data import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .devices import resolve_device
-from .solvers import SOLVERS
-from .train import GRADIENTS, LOSSES, MODES, PRECISIONS, ConfigError, make_run_config, train
+from .model import DEQConfig
+from .solvers import SOLVERS, SolverConfig
+from .train import train
 
 __all__ = ["main", "build_parser"]
 
 
+def _default(cls: type, name: str) -> str:
+    """``(default: X)`` with X the default of the dataclass field that owns the knob."""
+    return f"(default: {cls.__dataclass_fields__[name].default})"
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
+    """The flags of ``overdeq train``. A knob's flag is ``--<knob>`` (dashes for underscores)
+    with the default None: a flag not given leaves the knob to the mode preset and to the
+    dataclass that owns its default (make_run_config)."""
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
@@ -43,30 +61,36 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="input dimension for synthetic data (identity: default n)",
     )
-    g.add_argument("--classes", type=int, nargs="+", default=[0, 1])
+    g.add_argument("--classes", type=int, nargs="+", default=list(DataSpec.classes))
     g.add_argument(
         "--labels",
         choices=list(LABEL_KINDS),
-        default="uniform",
+        default=DataSpec.labels,
         help="uniform: y ~ U(0,1) as in the paper; pm1: +-1 by class",
     )
-    g.add_argument("--data-root", default="data", help="folder holding raw/ downloads")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of inputs and labels")
+    g.add_argument("--data-root", default=DataSpec.root, help="folder holding raw/ downloads")
+    g.add_argument("--data-seed", type=int, default=None, help="seed of inputs and labels (0)")
 
     g = p.add_argument_group("model")
     g.add_argument("--width", type=positive_int("--width"), default=1000, help="width m")
-    g.add_argument("--sigma-w", type=positive_float("--sigma-w"), default=0.4)
-    g.add_argument("--sigma-u", type=positive_float("--sigma-u"), default=1.0)
-    g.add_argument("--sigma-a", type=positive_float("--sigma-a"), default=1.0)
+    for name, what in (("sigma_w", "W"), ("sigma_u", "U"), ("sigma_a", "a")):
+        flag = "--" + name.replace("_", "-")
+        g.add_argument(
+            flag,
+            type=positive_float(flag),
+            default=None,
+            help=f"{what} ~ N(0, {name}^2) {_default(DEQConfig, name)}",
+        )
     g.add_argument(
         "--allow-expansive",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="paper mode: run even if 2*sigma_w >= 1 (no contraction at init)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of W, U, a (and biases)")
+    g.add_argument("--seed", type=int, default=None, help="seed of W, U, a and biases (0)")
 
     g = p.add_argument_group("mode and the released code's quirks (each flag flips one)")
-    g.add_argument("--mode", choices=list(MODES), default="paper")
+    g.add_argument("--mode", choices=list(MODES), default=None, help="(default: paper)")
     g.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument(
         "--width-scale",
@@ -78,7 +102,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gradient", choices=list(GRADIENTS), default=None)
     g.add_argument(
         "--legacy-readouts",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="also log the released code's unordered-eig readouts",
     )
 
@@ -89,35 +114,61 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         "--lr-scale",
         type=positive_float("--lr-scale"),
         default=None,
-        help="step = LR_SCALE / lambda_max(Theta_0) (default 0.5)",
+        help=f"step = LR_SCALE / lambda_max(Theta_0) {_default(TrainConfig, 'lr_scale')}",
     )
-    g.add_argument("--steps", type=int, default=1000)
+    g.add_argument("--steps", type=int, default=None, help=_default(TrainConfig, "steps"))
     g.add_argument(
         "--solver",
         choices=list(SOLVERS),
         default=None,
-        help="fixed-point solver for forward and adjoint",
+        help="fixed-point solver for forward and adjoint (default: the mode's)",
     )
-    g.add_argument("--tol", type=positive_float("--tol"), default=None)
+    g.add_argument(
+        "--tol",
+        type=positive_float("--tol"),
+        default=None,
+        help=f"solver tolerance, forward and adjoint {_default(SolverConfig, 'tol')} in paper mode",
+    )
     g.add_argument("--max-iter", type=positive_int("--max-iter"), default=None)
     g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--patience", type=positive_int("--patience"), default=None)
 
     g = p.add_argument_group("monitoring, output, hardware")
-    g.add_argument("--log-every", type=positive_int("--log-every"), default=10)
+    g.add_argument(
+        "--log-every",
+        type=positive_int("--log-every"),
+        default=None,
+        help=_default(TrainConfig, "log_every"),
+    )
     g.add_argument(
         "--audit-every",
         type=nonnegative_int("--audit-every"),
-        default=0,
-        help="exact ||W||_2 every k-th log (0: first and last only)",
+        default=None,
+        help="exact ||W||_2 every k-th log (default 0: first and last only)",
     )
-    g.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=200)
-    g.add_argument("--precision", choices=list(PRECISIONS), default="float32")
+    g.add_argument(
+        "--power-iters",
+        type=positive_int("--power-iters"),
+        default=None,
+        help=f"power iterations per logged ||W||_2 {_default(TrainConfig, 'power_iters')}",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=positive_int("--checkpoint-every"),
+        default=None,
+        help=_default(TrainConfig, "checkpoint_every"),
+    )
+    g.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        default=None,
+        help=_default(TrainConfig, "precision"),
+    )
     g.add_argument(
         "--device",
-        default="cpu",
+        default=None,
         help="cpu, cuda, cuda:N, or cuda:auto (claim a GPU no other overdeq "
-        "process holds; see overdeq.devices)",
+        f"process holds; see overdeq.devices) {_default(TrainConfig, 'device')}",
     )
     g.add_argument(
         "--gpu-wait",
@@ -169,12 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-file", type=Path, required=True, help="prepared data (.npz)")
     p.add_argument("--width", type=positive_int("--width"), required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of W, U, a and biases")
     p.add_argument(
         "--tols",
         type=positive_float("--tols"),
         nargs="+",
-        default=[1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8],
+        default=None,
+        help="solver tolerances to compare (default: overdeq.ablations.TOLS)",
     )
     p.add_argument("--threads", type=positive_int("--threads"), default=None)
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
@@ -197,48 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Only the flags the user gave, so mode presets fill in the rest."""
-    over: dict[str, Any] = {}
-    for key in (
-        "biases",
-        "width_scale",
-        "loss",
-        "gradient",
-        "lr",
-        "lr_scale",
-        "warm_start",
-        "patience",
-    ):
-        value = getattr(args, key)
-        if value is not None:
-            over[key] = value
-    over.update(
-        steps=args.steps,
-        log_every=args.log_every,
-        audit_every=args.audit_every,
-        checkpoint_every=args.checkpoint_every,
-        precision=args.precision,
-        device=args.device,
-        legacy_readouts=args.legacy_readouts,
-    )
-    return over
-
-
-def _solver_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = {"solver": "name", "tol": "tol", "max_iter": "max_iter"}
-    return {field: getattr(args, k) for k, field in keys.items() if getattr(args, k) is not None}
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The make_run_config keywords of the flags given (a flag's dest is the knob's name)."""
+    return {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k, None) is not None}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    if args.steps < 0:
-        raise ConfigError(f"--steps must be >= 0, got {args.steps}")
-    # before any work; the GPU claimed is the device the run (and its provenance) records
-    args.device = resolve_device(args.device, timeout=args.gpu_wait)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     classes, labels = tuple(args.classes), args.labels
     if args.data_file is not None:
         dataset = Dataset.load_npz(args.data_file)
@@ -258,29 +276,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dataset = None
         spec_kwargs = dict(name=args.data, n=args.n, d=args.d)
     spec = DataSpec(**spec_kwargs, classes=classes, labels=labels, root=args.data_root)
-    run = make_run_config(
-        mode=args.mode,
-        data=spec,
-        width=args.width,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        sigma_w=args.sigma_w,
-        sigma_u=args.sigma_u,
-        sigma_a=args.sigma_a,
-        allow_expansive=args.allow_expansive,
-        **_train_overrides(args),
-    )
-    solver_over = _solver_overrides(args)
-    if solver_over:
-        t = run.train
-        run = replace(
-            run,
-            train=replace(
-                t,
-                forward=replace(t.forward, **solver_over),
-                backward=replace(t.backward, **solver_over),
-            ),
-        )
+    options = _run_options(args)
+    run = make_run_config(data=spec, width=args.width, **options)  # checks every knob
+    # before any training; the GPU claimed is the device the run (and its provenance) records
+    device = resolve_device(run.train.device, timeout=args.gpu_wait)
+    if device != run.train.device:
+        run = make_run_config(data=spec, width=args.width, **{**options, "device": device})
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if dataset is None:
         dataset = load_dataset(run.data)  # validates n, classes, files before any training
     if dataset is not None and args.data_file is not None:
@@ -329,8 +332,9 @@ def _cmd_gradient_error(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    tols = {} if args.tols is None else {"tols": tuple(args.tols)}
     rows = gradient_error_rows(
-        Dataset.load_npz(args.data_file), width=args.width, seed=args.seed, tols=tuple(args.tols)
+        Dataset.load_npz(args.data_file), width=args.width, seed=args.seed, **tols
     )
     write_csv(args.out, rows)
     return 0
