@@ -232,7 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     p.set_defaults(func=_cmd_gradient_error)
     p = sub.add_parser("verify", help="check the paper's claims against the results")
-    p.add_argument("--claims", type=Path, default=Path("config/claims.yaml"))
+    p.add_argument(
+        "--claims",
+        type=Path,
+        help="the claims as JSON (the workflow writes results/<tier>/claims.json from "
+        "config/claims.yaml)",
+    )
     p.add_argument("--results", type=Path, help="results/<tier> folder to check")
     p.add_argument("--tier", help="tier name (thresholds may differ per tier)")
     p.add_argument("--out", type=Path, help="verify.json to write")
@@ -342,7 +347,7 @@ def _cmd_gradient_error(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .io import read_json, write_json
-    from .verify import CheckResult, Report, format_table, load_claims, run_checks
+    from .verify import CheckResult, Report, format_table, parse_claims, run_checks
 
     if args.show is not None:
         data = read_json(args.show)
@@ -353,9 +358,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             checks=[CheckResult(**c) for c in data["checks"]],
         )
     else:
-        if args.results is None or args.tier is None:
-            raise ConfigError("verify needs --results and --tier (or --show FILE)")
-        report = run_checks(load_claims(args.claims), args.results, args.tier)
+        if args.claims is None or args.results is None or args.tier is None:
+            raise ConfigError("verify needs --claims, --results and --tier (or --show FILE)")
+        try:
+            data = read_json(args.claims)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"--claims {args.claims} is not valid JSON ({exc}); the workflow writes it from "
+                "config/claims.yaml (rule claims_json): snakemake results/<tier>/claims.json"
+            ) from None
+        claims = parse_claims(data, source=str(args.claims))
+        report = run_checks(claims, args.results, args.tier)
         if args.out is not None:
             write_json(args.out, report.to_dict())
     print(format_table(report), end="")

@@ -58,6 +58,12 @@ def random_deq_table(experiment, name):
     return f"{RES}/random_deq/{experiment}/{name}"
 
 
+def yaml_to_json(source, target):
+    """Write the YAML file ``source`` as JSON (the package reads JSON, never YAML)."""
+    data = yaml.safe_load(Path(source).read_text())
+    Path(target).write_text(json.dumps(data, indent=1) + "\n")
+
+
 def verify_inputs():
     """The tables config/claims.yaml checks (so verify reruns exactly when they change)."""
     claims = yaml.safe_load(Path("config/claims.yaml").read_text())["claims"]
