@@ -31,6 +31,12 @@ def run(args, capsys):
     return code, capsys.readouterr().err
 
 
+def job(capsys, experiment, params, flags=""):
+    """``overdeq random-deq EXPERIMENT --params-json PARAMS FLAGS`` -> (exit code, stderr)."""
+    args = ["random-deq", experiment, "--params-json", json.dumps(params), *flags.split()]
+    return run(args, capsys)
+
+
 def read(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -54,23 +60,8 @@ TINY = {
 
 def test_e1_writes_rows_summary_and_meta(tmp_path, capsys):
     out, summary, meta = tmp_path / "rows.csv", tmp_path / "summary.csv", tmp_path / "meta.json"
-    code, err = run(
-        [
-            "random-deq",
-            "e1",
-            "--params-json",
-            json.dumps(TINY["e1"]),
-            "--out",
-            str(out),
-            "--summary",
-            str(summary),
-            "--meta",
-            str(meta),
-            "--threads",
-            "1",
-        ],
-        capsys,
-    )
+    flags = f"--out {out} --summary {summary} --meta {meta} --threads 1"
+    code, err = job(capsys, "e1", TINY["e1"], flags)
     assert code == 0, err
     rows = read(out)
     assert len(rows) == 2 * 2 + 2 * 3 * 2  # DEQ: widths x seeds; untied: seeds x depths x refs
@@ -105,21 +96,7 @@ def test_e2_summary_has_probabilities_and_the_threshold_fit(tmp_path, capsys):
 
 def test_e3_summary_separates_convergent_and_divergent(tmp_path, capsys):
     out, summary = tmp_path / "rows.csv", tmp_path / "summary.csv"
-    code, err = run(
-        [
-            "random-deq",
-            "e3",
-            "--params-json",
-            json.dumps(TINY["e3"]),
-            "--out",
-            str(out),
-            "--summary",
-            str(summary),
-            "--device",
-            "cpu",
-        ],
-        capsys,
-    )
+    code, err = job(capsys, "e3", TINY["e3"], f"--out {out} --summary {summary} --device cpu")
     assert code == 0, err
     by_sigma = {float(r["sigma_w"]): r for r in read(summary)}
     assert float(by_sigma[0.3]["converged_fraction"]) == 1.0
@@ -129,9 +106,7 @@ def test_e3_summary_separates_convergent_and_divergent(tmp_path, capsys):
 
 def test_e10_rows_and_no_summary(tmp_path, capsys):
     out = tmp_path / "rows.csv"
-    code, err = run(
-        ["random-deq", "e10", "--params-json", json.dumps(TINY["e10"]), "--out", str(out)], capsys
-    )
+    code, err = job(capsys, "e10", TINY["e10"], f"--out {out}")
     assert code == 0, err
     rows = read(out)
     assert len(rows) == 2 * 2  # identity and Gaussian x two sigma_w
@@ -162,9 +137,7 @@ def test_bad_params_name_the_key_and_what_is_allowed(
     experiment, params, key, allowed, tmp_path, capsys
 ):
     out = tmp_path / "rows.csv"
-    code, err = run(
-        ["random-deq", experiment, "--params-json", json.dumps(params), "--out", str(out)], capsys
-    )
+    code, err = job(capsys, experiment, params, f"--out {out}")
     assert code == 2
     assert repr(key) in err and allowed in err
     assert not out.exists()  # failed before any work

@@ -19,17 +19,16 @@ from overdeq.config import LOSSES, MODES, PRECISIONS, RUN_OPTIONS
 from overdeq.data import DATASETS
 from overdeq.solvers import SOLVERS
 
-REPO = Path(__file__).resolve().parents[1]
+from workflow_helpers import BIN, REPO, scratch_repo, workflow_env
+
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
-BIN = Path(sys.executable).parent
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
         [str(BIN / "snakemake"), *args],
         cwd=cwd,
-        env=env,
+        env=workflow_env(),
         text=True,
         capture_output=True,
         timeout=timeout,
@@ -93,30 +92,12 @@ def test_each_training_setting_key_is_a_run_option_and_its_flag():
         assert flags.get("--" + key.replace("_", "-")) == key, key
 
 
-def _scratch(dst: Path, config: Path) -> Path:
-    """The repository's files (tracked and new, not ignored) with ``config`` as the config."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    shutil.copy2(config, dst / "config" / "config.yaml")
-    return dst
-
-
 def test_bad_config_fails_with_a_message_naming_the_key(tmp_path):
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["training"]["grids"]["main"]["settings"].append("nonexistent")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
-    repo = _scratch(tmp_path / "repo", bad)
+    repo = scratch_repo(tmp_path / "repo", bad)
     out = snakemake("-n", cwd=repo)
     text = out.stdout + out.stderr
     assert out.returncode != 0
@@ -139,7 +120,7 @@ def _jobs(dry_run_output: str) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_tiny_tier_end_to_end(tmp_path):
-    repo = _scratch(tmp_path / "repo", TINY)
+    repo = scratch_repo(tmp_path / "repo", TINY)
     tier = yaml.safe_load(TINY.read_text())["tier"]
     first = snakemake("--cores", "2", cwd=repo)
     assert first.returncode == 0, first.stderr[-4000:]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from workflow_helpers import BIN, workflow_env
+
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 TARGETS = [
     "figures/fig_kernel_limit.pdf",
     "figures/fig_init_condition.pdf",
@@ -30,12 +29,11 @@ RULES = {
 
 
 def dry_run(*extra: str) -> str:
-    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ['PATH']}"}
     # targets before the options: --configfile takes several values
     proc = subprocess.run(
-        [str(SNAKEMAKE), *TARGETS, "-n", "-p", "--forceall", "--cores", "1", *extra],
+        [str(BIN / "snakemake"), *TARGETS, "-n", "-p", "--forceall", "--cores", "1", *extra],
         cwd=ROOT,
-        env=env,
+        env=workflow_env(),
         capture_output=True,
         text=True,
         timeout=120,

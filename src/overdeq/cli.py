@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .argtypes import nonnegative_int, positive_float, positive_int
+from .argtypes import add_threads, nonnegative_int, positive_float, positive_int
 from .config import (
     GRADIENTS,
     LOSSES,
@@ -23,7 +23,8 @@ from .config import (
     TrainConfig,
     make_run_config,
 )
-from .data import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
+from .data import DATASETS, Dataset, DataSpec, load_dataset
+from .data.cli import add_selection_args
 from .devices import resolve_device
 from .model import DEQConfig
 from .solvers import SOLVERS, SolverConfig
@@ -55,19 +56,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         help="a prepared .npz (from 'overdeq data prepare'); overrides --data",
     )
     g.add_argument("--n", type=positive_int("--n"), default=100, help="number of samples")
-    g.add_argument(
-        "--d",
-        type=positive_int("--d"),
-        default=None,
-        help="input dimension for synthetic data (identity: default n)",
-    )
-    g.add_argument("--classes", type=int, nargs="+", default=list(DataSpec.classes))
-    g.add_argument(
-        "--labels",
-        choices=list(LABEL_KINDS),
-        default=DataSpec.labels,
-        help="uniform: y ~ U(0,1) as in the paper; pm1: +-1 by class",
-    )
+    add_selection_args(g)
     g.add_argument("--data-root", default=DataSpec.root, help="folder holding raw/ downloads")
     g.add_argument("--data-seed", type=int, default=None, help="seed of inputs and labels (0)")
 
@@ -134,30 +123,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patience", type=positive_int("--patience"), default=None)
 
     g = p.add_argument_group("monitoring, output, hardware")
-    g.add_argument(
-        "--log-every",
-        type=positive_int("--log-every"),
-        default=None,
-        help=_default(TrainConfig, "log_every"),
-    )
-    g.add_argument(
-        "--audit-every",
-        type=nonnegative_int("--audit-every"),
-        default=None,
-        help="exact ||W||_2 every k-th log (default 0: first and last only)",
-    )
-    g.add_argument(
-        "--power-iters",
-        type=positive_int("--power-iters"),
-        default=None,
-        help=f"power iterations per logged ||W||_2 {_default(TrainConfig, 'power_iters')}",
-    )
-    g.add_argument(
-        "--checkpoint-every",
-        type=positive_int("--checkpoint-every"),
-        default=None,
-        help=_default(TrainConfig, "checkpoint_every"),
-    )
+    for knob, kind, what in (
+        ("log_every", positive_int, "log every k-th step"),
+        ("audit_every", nonnegative_int, "exact ||W||_2 every k-th log (0: first and last)"),
+        ("power_iters", positive_int, "power iterations per logged ||W||_2"),
+        ("checkpoint_every", positive_int, "checkpoint every k-th step"),
+    ):
+        flag = "--" + knob.replace("_", "-")
+        g.add_argument(
+            flag, type=kind(flag), default=None, help=f"{what} {_default(TrainConfig, knob)}"
+        )
     g.add_argument(
         "--precision",
         choices=list(PRECISIONS),
@@ -176,12 +151,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         default=3600.0,
         help="cuda:auto: seconds to wait for a free GPU before giving up",
     )
-    g.add_argument(
-        "--threads",
-        type=positive_int("--threads"),
-        default=None,
-        help="CPU threads for torch (default: torch's choice)",
-    )
+    add_threads(g)
     g.add_argument("--out", type=Path, required=True, help="run directory")
     g.add_argument(
         "--overwrite",
@@ -228,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="solver tolerances to compare (default: overdeq.ablations.TOLS)",
     )
-    p.add_argument("--threads", type=positive_int("--threads"), default=None)
+    add_threads(p)
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     p.set_defaults(func=_cmd_gradient_error)
     p = sub.add_parser("verify", help="check the paper's claims against the results")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checks
-from .argtypes import positive_int
+from .argtypes import add_threads
 from .experiments_random import EXPERIMENTS
 
 __all__ = ["register", "load_params"]
@@ -145,10 +145,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder holding raw/mnist/ and raw/cifar-10/ (overrides the params)",
     )
-    p.add_argument(
-        "--threads",
-        type=positive_int("--threads"),
-        default=None,
-        help="CPU threads for torch (default: torch's choice)",
-    )
+    add_threads(p)
     p.set_defaults(func=_cmd_random_deq)

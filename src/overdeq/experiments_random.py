@@ -94,6 +94,19 @@ def _knob(default: Any, check: checks.Check) -> Any:
     return field(default=default, metadata={"check": check})
 
 
+def _count(default: Any) -> Any:
+    return _knob(default, checks.integer(1))
+
+
+def _counts(default: tuple[int, ...]) -> Any:
+    return _knob(default, checks.list_of(checks.integer(1)))
+
+
+def _data_sets(default: str | tuple[str, ...] = ("identity", "gaussian")) -> Any:
+    """The data set(s) of an experiment: one name, or several (each its own rows)."""
+    return _knob(default, checks.choice(DATASETS, many=not isinstance(default, str)))
+
+
 def _show(value: Any) -> str:
     try:
         return json.dumps(value)
@@ -159,7 +172,7 @@ class SampledParams(RandomDEQParams):
 
     seeds: int | tuple[int, ...] = _knob(3, checks.seeds)  # a count k: seeds 0..k-1
     tol: float | None = _knob(None, checks.optional_number(_POSITIVE))  # None: dtype's reach
-    max_iter: int = _knob(MAX_ITER, checks.integer(1))
+    max_iter: int = _count(MAX_ITER)
 
     @property
     def seed_list(self) -> list[int]:
@@ -185,14 +198,12 @@ class E1Params(SampledParams):
 
     name: ClassVar[str] = "e1"
 
-    data: str | tuple[str, ...] = _knob(
-        ("identity", "gaussian"), checks.choice(DATASETS, many=True)
-    )
-    n: int = _knob(50, checks.integer(1))
+    data: str | tuple[str, ...] = _data_sets()
+    n: int = _count(50)
     sigma_w: float = _knob(DEQConfig.sigma_w, _SIGMA_W)
-    widths: tuple[int, ...] = _knob((125, 250, 500, 1000, 2000), checks.list_of(checks.integer(1)))
-    untied_widths: tuple[int, ...] = _knob((250, 1000), checks.list_of(checks.integer(1)))
-    max_depth: int = _knob(50, checks.integer(1))
+    widths: tuple[int, ...] = _counts((125, 250, 500, 1000, 2000))
+    untied_widths: tuple[int, ...] = _counts((250, 1000))
+    max_depth: int = _count(50)
 
 
 @dataclass(frozen=True)
@@ -201,10 +212,8 @@ class E2Params(SampledParams):
 
     name: ClassVar[str] = "e2"
 
-    data: str | tuple[str, ...] = _knob(
-        ("identity", "gaussian"), checks.choice(DATASETS, many=True)
-    )
-    ns: tuple[int, ...] = _knob((15, 30, 60), checks.list_of(checks.integer(1)))
+    data: str | tuple[str, ...] = _data_sets()
+    ns: tuple[int, ...] = _counts((15, 30, 60))
     sigma_w: float = _knob(DEQConfig.sigma_w, _SIGMA_W)
     ratios: tuple[float, ...] = _knob(
         (1, 2, 3, 4, 6, 8, 12, 16, 24, 32), checks.list_of(_POSITIVE)
@@ -220,9 +229,9 @@ class E3Params(SampledParams):
 
     name: ClassVar[str] = "e3"
 
-    data: str = _knob("gaussian", checks.choice(DATASETS, many=False))
-    n: int = _knob(50, checks.integer(1))
-    width: int = _knob(500, checks.integer(1))
+    data: str = _data_sets("gaussian")
+    n: int = _count(50)
+    width: int = _count(500)
     sigma_ws: tuple[float, ...] = _knob(
         tuple(round(0.1 * k, 1) for k in range(1, 16)), checks.list_of(_POSITIVE)
     )
@@ -236,10 +245,8 @@ class E10Params(RandomDEQParams):
 
     name: ClassVar[str] = "e10"
 
-    data: str | tuple[str, ...] = _knob(
-        ("identity", "gaussian"), checks.choice(DATASETS, many=True)
-    )
-    n: int = _knob(100, checks.integer(1))
+    data: str | tuple[str, ...] = _data_sets()
+    n: int = _count(100)
     sigma_a: float = _knob(DEQConfig.sigma_a, _POSITIVE)  # a ~ N(0, sigma_a^2), enters Theta
     sigma_ws: tuple[float, ...] = _knob(
         tuple(round(0.1 * k, 1) for k in range(1, 15)), checks.list_of(_SIGMA_W)

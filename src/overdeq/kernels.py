@@ -211,16 +211,12 @@ def untied_conjugate_kernels(
     return out
 
 
-def untied_conjugate_kernel(
-    X: Tensor | np.ndarray,
-    depth: int,
-    *,
-    sigma_w: float = DEQConfig.sigma_w,
-    sigma_u: float = DEQConfig.sigma_u,
-    sigma_b: float = 0.0,
-) -> Tensor:
-    """Kernel of a weight-untied network of depth l: the l-th iterate from K = 0, (n, n)."""
-    return untied_conjugate_kernels(X, depth, sigma_w=sigma_w, sigma_u=sigma_u, sigma_b=sigma_b)[-1]
+def untied_conjugate_kernel(X: Tensor | np.ndarray, depth: int, **sigmas: float) -> Tensor:
+    """Kernel of a weight-untied network of depth l: the l-th iterate from K = 0, (n, n).
+
+    ``sigmas``: sigma_w, sigma_u, sigma_b as for :func:`untied_conjugate_kernels`.
+    """
+    return untied_conjugate_kernels(X, depth, **sigmas)[-1]
 
 
 def deq_tangent_kernel(

@@ -232,18 +232,8 @@ def run_checks(claims: list[Claim], results_dir: str | Path, tier: str) -> Repor
         for check in claim.checks:
             path = results_dir / check.table
             if not path.is_file():
-                res = CheckResult(
-                    claim.id,
-                    check.id,
-                    check.what,
-                    check.experiment,
-                    check.table,
-                    "n/a",
-                    None,
-                    "",
-                    0,
-                    note=f"{path} not produced by this tier",
-                )
+                status, value, cond, n = "n/a", None, "", 0
+                note = f"{path} not produced by this tier"
             else:
                 if check.table not in cache:
                     cache[check.table] = pd.read_csv(path)
@@ -252,18 +242,10 @@ def run_checks(claims: list[Claim], results_dir: str | Path, tier: str) -> Repor
                     note = "" if n else "no rows match the filter"
                 except Exception as exc:  # a malformed check is a failed check, with the reason
                     status, value, cond, n, note = "FAIL", None, "", 0, f"error: {exc}"
-                res = CheckResult(
-                    claim.id,
-                    check.id,
-                    check.what,
-                    check.experiment,
-                    check.table,
-                    status,
-                    value,
-                    cond,
-                    n,
-                    note,
-                )
+            res = CheckResult(
+                claim.id, check.id, check.what, check.experiment, check.table,
+                status, value, cond, n, note,
+            )  # fmt: skip
             report.checks.append(res)
             statuses.append(res.status)
         ran = [s for s in statuses if s != "n/a"]

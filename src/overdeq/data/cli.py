@@ -23,16 +23,33 @@ from ..seeding import data_seeds
 from .core import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .download import network_allowed
 
-__all__ = ["register", "FETCHABLE"]
+__all__ = ["register", "add_selection_args", "FETCHABLE"]
 
 FETCHABLE = ("mnist", "cifar10")
+
+
+def add_selection_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--d, --classes and --labels, with DataSpec's defaults (train and data prepare)."""
+    p.add_argument(
+        "--d",
+        type=positive_int("--d"),
+        default=None,
+        help="input dimension (synthetic data sets only; identity: d = n)",
+    )
+    p.add_argument("--classes", type=int, nargs="+", default=list(DataSpec.classes))
+    p.add_argument(
+        "--labels",
+        choices=list(LABEL_KINDS),
+        default=DataSpec.labels,
+        help="uniform: y ~ U(0,1) as in the paper; pm1: -1/+1 for the two classes",
+    )
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-root",
-        default="data",
-        help="folder holding raw/mnist/ and raw/cifar-10/ (default: data)",
+        default=DataSpec.root,
+        help=f"folder holding raw/mnist/ and raw/cifar-10/ (default: {DataSpec.root})",
     )
     p.add_argument(
         "--download",
@@ -56,24 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = data_sub.add_parser("prepare", help="select, normalise and label a data set; write .npz")
     q.add_argument("--data", required=True, choices=list(DATASETS))
     q.add_argument("--n", type=positive_int("--n"), required=True, help="number of samples")
-    q.add_argument(
-        "--d",
-        type=positive_int("--d"),
-        default=None,
-        help="input dimension (synthetic data sets only)",
-    )
+    add_selection_args(q)
     q.add_argument(
         "--data-seed",
         type=int,
         default=0,
         help="seed of the subset and the labels (same meaning as in 'train')",
-    )
-    q.add_argument("--classes", type=int, nargs="+", default=[0, 1])
-    q.add_argument(
-        "--labels",
-        choices=list(LABEL_KINDS),
-        default="uniform",
-        help="uniform: y ~ U(0,1) as in the paper; pm1: -1/+1 for the two classes",
     )
     _add_source_args(q)
     q.add_argument("--out", type=Path, required=True, help="prepared file to write (.npz)")
