@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -129,6 +130,7 @@ def test_cli_needs_the_claims_as_json(tmp_path, results, capsys):
 
 
 def test_the_project_claims_file_is_valid():
-    claims = parse_claims(yaml.safe_load(open("config/claims.yaml")), source="claims.yaml")
+    text = (Path(__file__).resolve().parents[1] / "config" / "claims.yaml").read_text()
+    claims = parse_claims(yaml.safe_load(text), source="config/claims.yaml")
     assert {c.id for c in claims} >= {"C1", "C2", "C3"}
     assert all(c.checks for c in claims)
