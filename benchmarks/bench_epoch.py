@@ -25,12 +25,14 @@ from dataclasses import replace
 import torch
 from _timing import timings  # benchmarks/_timing.py (this folder is on sys.path)
 
+from overdeq.config import LEGACY_SOLVER, make_run_config
 from overdeq.data import DataSpec, load_dataset
 from overdeq.implicit import SolveStats, WarmStart, deq_output, released_output
 from overdeq.model import DEQ
 from overdeq.monitor import PowerNorm, legacy_readouts
 from overdeq.provenance import device_name
-from overdeq.train import LEGACY_SOLVER, _calibrate, _monitor, _set_precision, make_run_config
+from overdeq.seeding import MODEL_OBJECTS
+from overdeq.train import calibrate, log_row, set_precision
 
 RELEASED_LR = 1e-6  # the released random-data script's learning rate
 
@@ -48,7 +50,7 @@ def bench(
     paper_lr: str,
 ) -> dict:
     dev = torch.device(device)
-    dtype = _set_precision(precision)
+    dtype = set_precision(precision)
     spec = DataSpec(data, n=n, d=d)
     ds = load_dataset(spec)
     X, y = ds.tensors(dtype=dtype, device=dev)
@@ -57,10 +59,10 @@ def bench(
     run = make_run_config(data=spec, width=m, precision=precision, device=device)
     cfg = run.train
     model_cfg = replace(run.model, d=ds.d)
-    seeds = {k: run.seeds[k] for k in ("W", "U", "a", "bias")}
+    seeds = {k: run.seeds[k] for k in MODEL_OBJECTS}
     model = DEQ(model_cfg, seeds=seeds, dtype=dtype, device=dev)
     twin = DEQ(model_cfg, seeds=seeds, dtype=torch.float64, device=dev)
-    lr = _calibrate(twin, X, y, cfg, 1.0)["calibrated_lr"]
+    lr = calibrate(twin, X, y, cfg, 1.0)["calibrated_lr"]
     del twin
     if paper_lr == "released":
         lr = 2 * RELEASED_LR  # the released sum loss has twice the gradient of the 1/2 loss
@@ -75,7 +77,7 @@ def bench(
             model, X, forward=cfg.forward, backward=cfg.backward, warm=warm, stats=stats
         )
         loss = 0.5 * ((out - y) ** 2).sum()
-        _monitor(model, stats, init, power, float(loss.detach()), 0, False, cfg)
+        log_row(model, stats, init, power, float(loss.detach()), 0, False, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

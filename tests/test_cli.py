@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-from overdeq.cli import main
+from overdeq.cli import build_parser, main
+from overdeq.config import RUN_OPTIONS, make_run_config
+from overdeq.data import DataSpec
 
 
 def run_cli(args, capsys):
@@ -88,3 +90,35 @@ def test_console_script_entry_point(tmp_path):
         "--out",
     ):
         assert flag in out
+
+
+def _train_parser():
+    (train,) = [a.choices["train"] for a in build_parser()._actions if getattr(a, "choices", None)]
+    return train
+
+
+def test_every_knob_flag_reaches_make_run_config():
+    """A flag whose dest is not a run option would be silently dropped: none is."""
+    not_knobs = {"help", "data", "data_file", "n", "d", "classes", "labels", "data_root"}
+    not_knobs |= {"width", "gpu_wait", "threads", "out", "overwrite", "quiet", "tag"}
+    dests = {a.dest for a in _train_parser()._actions} - not_knobs
+    assert dests <= set(RUN_OPTIONS), dests - set(RUN_OPTIONS)
+
+
+def test_flags_not_given_keep_the_library_defaults():
+    """Without flags the CLI builds exactly the library's default run configuration."""
+    args = _train_parser().parse_args(["--out", "x"])
+    assert all(getattr(args, k, None) is None for k in RUN_OPTIONS)
+    spec = DataSpec(args.data, n=args.n)
+    default = make_run_config(data=spec, width=args.width)
+    tuned = make_run_config(data=spec, width=args.width, tol=1e-9, backward_max_iter=77)
+    assert tuned.train.forward.tol == tuned.train.backward.tol == 1e-9
+    assert tuned.train.backward.max_iter == 77 != tuned.train.forward.max_iter
+    assert default.train.forward.tol == 1e-6 and default.model.sigma_w == 0.4
+
+
+def test_solver_flags_act_on_the_mode_preset(tmp_path, capsys):
+    """--tol changes the released solver's tolerance and keeps the rest of the preset."""
+    run = make_run_config(mode="legacy", data=DataSpec("identity", n=5), width=10, tol=1e-6)
+    assert run.train.forward.name == "anderson" and run.train.forward.tol == 1e-6
+    assert run.train.forward.criterion == "global" and run.train.backward.tol == 1e-6

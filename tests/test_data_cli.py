@@ -6,7 +6,7 @@ import pytest
 
 from overdeq import cli
 from overdeq.data import Dataset
-from overdeq.train import RunResult
+from overdeq.rundir import RunResult
 
 from data_fixtures import no_internet, pin_cifar, pin_mnist, tiny_cifar, tiny_mnist  # noqa: F401
 
@@ -21,21 +21,8 @@ def run(*argv):
 
 def test_prepare_equals_what_train_sees(tmp_path, monkeypatch):
     out = tmp_path / "digits.npz"
-    assert (
-        run(
-            "data",
-            "prepare",
-            "--data",
-            "digits",
-            "--n",
-            "24",
-            "--data-seed",
-            "3",
-            "--out",
-            str(out),
-        )
-        == 0
-    )
+    prepare = "data prepare --data digits --n 24 --data-seed {seed} --out {out}"
+    assert run(*prepare.format(seed=3, out=out).split()) == 0
     seen = {}
 
     def fake_train(run_cfg, out_dir, *, dataset, **kw):
@@ -68,21 +55,7 @@ def test_prepare_equals_what_train_sees(tmp_path, monkeypatch):
     assert prepared.meta["indices"] == seen["ds"].meta["indices"]
     assert prepared.meta["data_seed"] == 3
     other = tmp_path / "other.npz"
-    assert (
-        run(
-            "data",
-            "prepare",
-            "--data",
-            "digits",
-            "--n",
-            "24",
-            "--data-seed",
-            "4",
-            "--out",
-            str(other),
-        )
-        == 0
-    )
+    assert run(*prepare.format(seed=4, out=other).split()) == 0
     assert Dataset.load_npz(other).meta["indices"] != prepared.meta["indices"]
 
 

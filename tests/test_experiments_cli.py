@@ -1,21 +1,23 @@
 """``overdeq random-deq``: tiny grids write their tables; bad parameters fail early (exit 2)
-with a message naming the key and what is allowed; the CLI, the library and the workflow's
-schema agree on keys and allowed values."""
+with a message naming the key and what is allowed; the workflow's schema holds the
+experiments' parameter dataclasses (their one link)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+from dataclasses import fields
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
-from overdeq import experiments_cli as C
 from overdeq import experiments_random as E
 from overdeq.cli import main
 from overdeq.data import DATASETS
+from overdeq.kernels import SIGMA_W2_MAX
 from overdeq.random_deq import W_NORMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +29,12 @@ def run(args, capsys):
     except SystemExit as exc:
         code = exc.code
     return code, capsys.readouterr().err
+
+
+def job(capsys, experiment, params, flags=""):
+    """``overdeq random-deq EXPERIMENT --params-json PARAMS FLAGS`` -> (exit code, stderr)."""
+    args = ["random-deq", experiment, "--params-json", json.dumps(params), *flags.split()]
+    return run(args, capsys)
 
 
 def read(path):
@@ -52,23 +60,8 @@ TINY = {
 
 def test_e1_writes_rows_summary_and_meta(tmp_path, capsys):
     out, summary, meta = tmp_path / "rows.csv", tmp_path / "summary.csv", tmp_path / "meta.json"
-    code, err = run(
-        [
-            "random-deq",
-            "e1",
-            "--params-json",
-            json.dumps(TINY["e1"]),
-            "--out",
-            str(out),
-            "--summary",
-            str(summary),
-            "--meta",
-            str(meta),
-            "--threads",
-            "1",
-        ],
-        capsys,
-    )
+    flags = f"--out {out} --summary {summary} --meta {meta} --threads 1"
+    code, err = job(capsys, "e1", TINY["e1"], flags)
     assert code == 0, err
     rows = read(out)
     assert len(rows) == 2 * 2 + 2 * 3 * 2  # DEQ: widths x seeds; untied: seeds x depths x refs
@@ -103,21 +96,7 @@ def test_e2_summary_has_probabilities_and_the_threshold_fit(tmp_path, capsys):
 
 def test_e3_summary_separates_convergent_and_divergent(tmp_path, capsys):
     out, summary = tmp_path / "rows.csv", tmp_path / "summary.csv"
-    code, err = run(
-        [
-            "random-deq",
-            "e3",
-            "--params-json",
-            json.dumps(TINY["e3"]),
-            "--out",
-            str(out),
-            "--summary",
-            str(summary),
-            "--device",
-            "cpu",
-        ],
-        capsys,
-    )
+    code, err = job(capsys, "e3", TINY["e3"], f"--out {out} --summary {summary} --device cpu")
     assert code == 0, err
     by_sigma = {float(r["sigma_w"]): r for r in read(summary)}
     assert float(by_sigma[0.3]["converged_fraction"]) == 1.0
@@ -127,9 +106,7 @@ def test_e3_summary_separates_convergent_and_divergent(tmp_path, capsys):
 
 def test_e10_rows_and_no_summary(tmp_path, capsys):
     out = tmp_path / "rows.csv"
-    code, err = run(
-        ["random-deq", "e10", "--params-json", json.dumps(TINY["e10"]), "--out", str(out)], capsys
-    )
+    code, err = job(capsys, "e10", TINY["e10"], f"--out {out}")
     assert code == 0, err
     rows = read(out)
     assert len(rows) == 2 * 2  # identity and Gaussian x two sigma_w
@@ -160,9 +137,7 @@ def test_bad_params_name_the_key_and_what_is_allowed(
     experiment, params, key, allowed, tmp_path, capsys
 ):
     out = tmp_path / "rows.csv"
-    code, err = run(
-        ["random-deq", experiment, "--params-json", json.dumps(params), "--out", str(out)], capsys
-    )
+    code, err = job(capsys, experiment, params, f"--out {out}")
     assert code == 2
     assert repr(key) in err and allowed in err
     assert not out.exists()  # failed before any work
@@ -182,31 +157,27 @@ def test_bad_flags_exit_2(args, fragment, tmp_path, capsys):
     assert code == 2 and fragment in err
 
 
-def test_cli_checks_cover_exactly_the_library_parameters():
-    for exp in C.EXPERIMENTS:
-        assert set(C.CHECKS[exp]) == set(E.DEFAULTS[exp]), exp
-        C.check_params(exp, {k: v for k, v in E.DEFAULTS[exp].items()})  # defaults pass
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+BY_WORKFLOW = {"device", "data_root"}  # set by the workflow for every job, not per experiment
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml"])
-def test_workflow_config_passes_the_cli_checks(configfile):
-    section = yaml.safe_load((ROOT / configfile).read_text())["random_deq"]
-    assert set(section) == {"device", *C.EXPERIMENTS}
-    for exp in C.EXPERIMENTS:
-        # every key explicit, except the device and the data root (workflow-level settings)
-        assert set(section[exp]) == set(E.DEFAULTS[exp]) - {"device", "data_root"}, exp
-        C.check_params(exp, {**section[exp], "device": section["device"]})
-
-
-def test_schema_enums_match_the_library():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    rd = schema["properties"]["random_deq"]
+@pytest.mark.parametrize("name", list(E.EXPERIMENTS))
+def test_the_schema_holds_the_parameter_dataclass(name):
+    params = E.EXPERIMENTS[name].params
+    rd = SCHEMA["properties"]["random_deq"]
+    section = rd["properties"][name]
+    keys = {f.name for f in fields(params)} - BY_WORKFLOW
+    assert set(section["properties"]) == keys  # every field is in the config, nothing else
+    assert set(section["required"]) == keys and section["additionalProperties"] is False
+    # the enums and bounds are the library's
     assert rd["$defs"]["dataset"]["enum"] == list(DATASETS)
-    assert rd["$defs"]["dtype"]["enum"] == list(C.DTYPES)
+    assert rd["$defs"]["dtype"]["enum"] == list(E.DTYPES)
     assert rd["properties"]["e3"]["properties"]["w_norm"]["enum"] == list(W_NORMS)
-    assert rd["$defs"]["kernel_sigma_w"]["exclusiveMaximum"] == math.sqrt(2)
-    for exp in C.EXPERIMENTS:
-        assert set(rd["properties"][exp]["properties"]) == set(E.DEFAULTS[exp]) - {
-            "device",
-            "data_root",
-        }
+    assert rd["$defs"]["kernel_sigma_w"]["exclusiveMaximum"] == math.sqrt(SIGMA_W2_MAX)
+    # the schema accepts the dataclass defaults, and each tier's config builds the dataclass
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["random_deq"][name] = {k: v for k, v in params().to_dict().items() if k in keys}
+    jsonschema.Draft202012Validator(SCHEMA).validate(config)
+    for configfile in ("config/config.yaml", "config/paper.yaml", "tests/workflow/tiny.yaml"):
+        section = yaml.safe_load((ROOT / configfile).read_text())["random_deq"]
+        params.from_mapping({**section[name], "device": section["device"]})

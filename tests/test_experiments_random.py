@@ -9,6 +9,7 @@ import math
 import pytest
 
 from overdeq import experiments_random as E
+from overdeq.theory import loglog_slope
 
 
 def test_regimes():
@@ -24,22 +25,35 @@ def test_regimes():
 
 def test_unknown_parameters_are_listed():
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['width'\].*valid"):
-        E.run_e1({"width": 3})
-    with pytest.raises(ValueError, match="dtype must be one of"):
-        E.run_e10({"dtype": "half"})
+        E.E1Params.from_mapping({"width": 3})
+    with pytest.raises(ValueError, match=r"e10: parameter 'dtype' must be one of"):
+        E.E10Params(dtype="half")
+
+
+def test_parameters_are_frozen_with_lists_as_tuples():
+    p = E.E1Params.from_mapping({"widths": [10, 20], "seeds": [4, 7]})
+    assert (
+        p.widths == (10, 20) and p.seed_list == [4, 7] and E.E1Params(seeds=2).seed_list == [0, 1]
+    )
+    assert p.to_dict()["widths"] == [10, 20]
+    with pytest.raises(AttributeError):
+        p.n = 3  # type: ignore[misc]
+    # the tolerance: the one the dtype can reach unless given
+    assert p.solver().tol == 1e-10 and E.E1Params(dtype="float32").solver().tol == 1e-5
+    assert E.E3Params().solver().tol == 1e-8 and E.E2Params(tol=1e-7).solver().tol == 1e-7
 
 
 def test_e1_rows_and_slope(tmp_path):
     rows = E.run_e1(
-        {
-            "data": "gaussian",
-            "n": 8,
-            "d": 4,
-            "widths": [200, 800, 3200],
-            "seeds": 2,
-            "untied_widths": [400],
-            "max_depth": 3,
-        }
+        E.E1Params(
+            data="gaussian",
+            n=8,
+            d=4,
+            widths=[200, 800, 3200],
+            seeds=2,
+            untied_widths=[400],
+            max_depth=3,
+        )
     )
     deq = [r for r in rows if r["network"] == "deq"]
     untied = [r for r in rows if r["network"] == "untied"]
@@ -56,14 +70,17 @@ def test_e1_rows_and_slope(tmp_path):
 
 def test_loglog_slope_recovers_a_power_law():
     xs = [10, 20, 40, 80]
-    slope, intercept = E.loglog_slope(xs, [3 * x**-0.5 for x in xs])
+    slope, intercept = loglog_slope(xs, [3 * x**-0.5 for x in xs])
     assert slope == pytest.approx(-0.5, abs=1e-12)
     assert intercept == pytest.approx(math.log(3), abs=1e-12)
-    assert math.isnan(E.loglog_slope([1], [1])[0])
+    assert math.isnan(loglog_slope([1], [1])[0])
+    assert math.isnan(loglog_slope([2, 2], [1, 3])[0])  # one x: no slope
+    # non-positive or non-finite pairs are left out
+    assert loglog_slope([0, *xs, 7], [1, *(3 * x**-0.5 for x in xs), math.nan])[0] == slope
 
 
 def test_e2_rows_follow_rank_and_summaries():
-    rows = E.run_e2({"data": "identity", "ns": [6], "ratios": [0.5, 40], "seeds": 3})
+    rows = E.run_e2(E.E2Params(data="identity", ns=[6], ratios=[0.5, 40], seeds=3))
     assert len(rows) == 6
     short = [r for r in rows if r["ratio"] == 0.5]
     assert all(abs(r["lambda_0"]) < 1e-12 and not r["holds"] for r in short)  # rank m < n
@@ -101,14 +118,7 @@ def test_e2_threshold_fit_on_known_cells():
 
 def test_e3_labels_regimes_and_reports_divergence():
     rows = E.run_e3(
-        {
-            "n": 6,
-            "width": 300,
-            "seeds": 2,
-            "sigma_ws": [0.3, 1.6],
-            "max_iter": 300,
-            "w_norm": "power",
-        }
+        E.E3Params(n=6, width=300, seeds=2, sigma_ws=[0.3, 1.6], max_iter=300, w_norm="power")
     )
     summary = {s["sigma_w"]: s for s in E.summarize_e3(rows)}
     assert summary[0.3]["regime"] == "contraction" and summary[0.3]["converged_fraction"] == 1
@@ -118,7 +128,7 @@ def test_e3_labels_regimes_and_reports_divergence():
 
 
 def test_e10_table():
-    rows = E.run_e10({"data": ["identity", "gaussian"], "n": 12, "d": 6, "sigma_ws": [0.2, 1.2]})
+    rows = E.run_e10(E.E10Params(data=["identity", "gaussian"], n=12, d=6, sigma_ws=[0.2, 1.2]))
     assert len(rows) == 4
     for r in rows:
         assert 0 < r["lambda_K"] <= r["lambda_Theta"] and r["lambda_Theta"] < r["lambda_max_Theta"]

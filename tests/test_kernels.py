@@ -22,16 +22,13 @@ from overdeq.kernels import (
 )
 from overdeq.model import DEQ, DEQConfig
 from overdeq.monitor import tangent_gram
-from overdeq.random_deq import deq_seeds, random_deq_grams, random_tangent_grams
+from overdeq.random_deq import random_deq_grams, random_tangent_grams
+from overdeq.seeding import model_seeds
 from overdeq.solvers import SolverConfig
 
+from problems import unit_rows
+
 F64 = torch.float64
-
-
-def unit_rows(n: int, d: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=g, dtype=F64)
-    return X / X.norm(dim=1, keepdim=True)
 
 
 def rel_fro(A: torch.Tensor, B: torch.Tensor) -> float:
@@ -220,7 +217,9 @@ def test_tangent_kernel_with_trained_gaussian_biases():
     grams = []
     for seed in range(4):
         model = DEQ(
-            DEQConfig(d=6, width=m, sigma_w=sigma_w, biases=True), seeds=deq_seeds(seed), dtype=F64
+            DEQConfig(d=6, width=m, sigma_w=sigma_w, biases=True),
+            seeds=model_seeds(seed),
+            dtype=F64,
         )
         g = torch.Generator().manual_seed(1000 + seed)
         with torch.no_grad():  # Gaussian biases with Var(b_w + b_u) = sigma_b^2

@@ -12,27 +12,23 @@ from overdeq.kernels import untied_conjugate_kernels
 from overdeq.model import DEQ, DEQConfig
 from overdeq.monitor import exact_spectral_norm, tangent_gram
 from overdeq.random_deq import (
-    deq_seeds,
     random_deq_grams,
     random_tangent_grams,
     untied_grams,
     working_set_bytes,
 )
+from overdeq.seeding import model_seeds
 from overdeq.solvers import SolverConfig
 
+from problems import unit_rows
+
 F64 = torch.float64
-
-
-def unit_rows(n: int, d: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=g, dtype=F64)
-    return X / X.norm(dim=1, keepdim=True)
 
 
 def test_deq_gram_is_the_gram_of_the_unrolled_fixed_point():
     X, m = unit_rows(6, 4), 300
     (sample,) = random_deq_grams(X, width=m, seeds=[5], w_norm="exact")
-    model = DEQ(DEQConfig(d=4, width=m), seeds=deq_seeds(5), dtype=F64)
+    model = DEQ(DEQConfig(d=4, width=m), seeds=model_seeds(5), dtype=F64)
     Z = torch.zeros(6, m, dtype=F64)
     with torch.no_grad():
         inj = model.input_injection(X)
@@ -78,7 +74,7 @@ def test_untied_grams_share_u_with_the_deq_and_follow_the_depth_kernels():
     samples = untied_grams(X, width=m, depth=4, seeds=seeds, sigma_w=1.0)
     assert [s.grams.shape for s in samples] == [(4, 8, 8)] * 3
     # depth 1 is s relu(U x) with the DEQ's U for the same seed
-    model = DEQ(DEQConfig(d=5, width=m), seeds=deq_seeds(0), dtype=F64)
+    model = DEQ(DEQConfig(d=5, width=m), seeds=model_seeds(0), dtype=F64)
     with torch.no_grad():
         Z1 = torch.relu(X @ model.U.T) / math.sqrt(m)
     assert torch.allclose(samples[0].grams[0], Z1 @ Z1.T, rtol=1e-12, atol=1e-14)
@@ -94,7 +90,7 @@ def test_untied_grams_share_u_with_the_deq_and_follow_the_depth_kernels():
 def test_tangent_grams_equal_monitor_tangent_gram():
     X, m = unit_rows(5, 4), 300
     (s,) = random_tangent_grams(X, width=m, seeds=[7], sigma_w=0.4, sigma_a=2.0)
-    model = DEQ(DEQConfig(d=4, width=m, sigma_a=2.0), seeds=deq_seeds(7), dtype=F64)
+    model = DEQ(DEQConfig(d=4, width=m, sigma_a=2.0), seeds=model_seeds(7), dtype=F64)
     direct = tangent_gram(model, X, cfg=SolverConfig(tol=1e-12, max_iter=500))
     assert s.converged and torch.allclose(s.gram, direct, rtol=1e-8, atol=0)
 

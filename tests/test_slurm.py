@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,9 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workflow_helpers import REPO, scratch_repo, workflow_env
+
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tools" / "slurm" / "cluster.sh"
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
 PROFILE = "profiles/slurm"
@@ -118,33 +118,6 @@ def cluster(tmp_path_factory):
         assert not (conf_link.is_symlink() and str(state) in os.readlink(conf_link))
 
 
-def _scratch_repo(dst: Path) -> Path:
-    """The repository's files (tracked, and new ones git does not ignore), tiny tier as config."""
-    files = (
-        subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file():
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / name)
-    shutil.copy(TINY, dst / "config" / "config.yaml")
-    return dst
-
-
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # rules call the `overdeq` CLI of this environment
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return {**os.environ, "PATH": path, **(extra or {})}
-
-
 def _training(repo: Path, tier: str) -> dict[str, tuple[bytes, str, dict]]:
     """run dir -> (history.csv bytes, summary without provenance as JSON, provenance)."""
     out = {}
@@ -180,7 +153,7 @@ def _squeue(conf: Path) -> list[tuple[str, str, str]]:
     """(job id, state, comment) of every job the cluster knows, finished ones included."""
     out = subprocess.run(
         ["squeue", "-h", "--states=all", "-o", "%i|%T|%k"],
-        env=_env({"SLURM_CONF": str(conf)}),
+        env=workflow_env({"SLURM_CONF": str(conf)}),
         capture_output=True,
         text=True,
         check=True,
@@ -197,12 +170,12 @@ def test_workflow_on_slurm_matches_a_local_run_and_survives_scancel(cluster, tmp
     timings = {}
 
     # 1. the reference: a local run of the tiny tier
-    local = _scratch_repo(tmp_path / "local")
+    local = scratch_repo(tmp_path / "local", TINY)
     t0 = time.monotonic()
     done = subprocess.run(
         ["snakemake", "--cores", "2"],
         cwd=local,
-        env=_env(),
+        env=workflow_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -214,9 +187,9 @@ def test_workflow_on_slurm_matches_a_local_run_and_survives_scancel(cluster, tmp
 
     # 2. the same tier through SLURM, with fast status polls (the profile's are for real
     # clusters); one training job is cancelled once its first checkpoint is written
-    repo = _scratch_repo(tmp_path / "slurm")
+    repo = scratch_repo(tmp_path / "slurm", TINY)
     log = tmp_path / "snakemake-slurm.log"
-    env = _env({"SLURM_CONF": str(cluster["conf"])})
+    env = workflow_env({"SLURM_CONF": str(cluster["conf"])})
     cmd = [
         "snakemake",
         "--workflow-profile",

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from overdeq.config import ConfigError, make_run_config
 from overdeq.data import DataSpec
 from overdeq.io import read_csv, read_json
-from overdeq.train import ConfigError, fit_rate, make_run_config, train
+from overdeq.theory import fit_rate
+from overdeq.train import train
 
 SMALL = dict(data=DataSpec("identity", n=20), width=80)
 

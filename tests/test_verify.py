@@ -1,18 +1,16 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
 from overdeq.cli import main
-from overdeq.verify import load_claims, run_checks
+from overdeq.verify import parse_claims, run_checks
 
 
-def write_claims(path, checks, claim_id="C1"):
-    path.write_text(
-        yaml.safe_dump({"claims": [{"id": claim_id, "statement": "a statement", "checks": checks}]})
-    )
-    return path
+def claims_of(checks, claim_id="C1"):
+    return {"claims": [{"id": claim_id, "statement": "a statement", "checks": checks}]}
 
 
 @pytest.fixture
@@ -67,36 +65,35 @@ def check(**kw):
     ],
 )
 def test_check_semantics(tmp_path, results, spec, status):
-    claims = load_claims(write_claims(tmp_path / "c.yaml", [spec]))
+    claims = parse_claims(claims_of([spec]))
     report = run_checks(claims, results, "quick")
     assert report.checks[0].status == status, report.checks[0]
     assert report.claims["C1"] == status
 
 
 def test_missing_table_is_not_a_pass(tmp_path, results):
-    claims = load_claims(write_claims(tmp_path / "c.yaml", [check(table="nope.csv")]))
+    claims = parse_claims(claims_of([check(table="nope.csv")]))
     report = run_checks(claims, results, "quick")
     assert report.checks[0].status == "n/a" and report.claims["C1"] == "n/a"
 
 
 def test_claim_fails_if_any_check_fails(tmp_path, results):
-    claims = load_claims(
-        write_claims(tmp_path / "c.yaml", [check(id="k1", where={"setting": "a"}), check(id="k2")])
-    )
+    claims = parse_claims(claims_of([check(id="k1", where={"setting": "a"}), check(id="k2")]))
     report = run_checks(claims, results, "quick")
     assert [c.status for c in report.checks] == ["PASS", "FAIL"]
     assert report.claims["C1"] == "FAIL" and not report.to_dict()["passed"]
 
 
 def test_malformed_claims_are_rejected_with_the_key(tmp_path):
-    with pytest.raises(ValueError, match="unknown keys.*bogus"):
-        load_claims(write_claims(tmp_path / "c.yaml", [check(bogus=1)]))
+    with pytest.raises(ValueError, match="claims.json: check k has unknown keys.*bogus"):
+        parse_claims(claims_of([check(bogus=1)]), source="claims.json")
     with pytest.raises(ValueError, match="reduce"):
-        load_claims(write_claims(tmp_path / "c.yaml", [check(reduce="sum")]))
+        parse_claims(claims_of([check(reduce="sum")]))
 
 
 def test_cli_writes_json_and_prints_a_table(tmp_path, results, capsys):
-    claims = write_claims(tmp_path / "c.yaml", [check(where={"setting": "a"})])
+    claims = tmp_path / "claims.json"
+    claims.write_text(json.dumps(claims_of([check(where={"setting": "a"})])))
     out = tmp_path / "verify.json"
     assert (
         main(
@@ -122,7 +119,18 @@ def test_cli_writes_json_and_prints_a_table(tmp_path, results, capsys):
     assert capsys.readouterr().out == printed
 
 
+def test_cli_needs_the_claims_as_json(tmp_path, results, capsys):
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(yaml.safe_dump(claims_of([check()])))
+    args = ["verify", "--claims", str(claims), "--results", str(results), "--tier", "quick"]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--claims" in err and "not valid JSON" in err
+
+
 def test_the_project_claims_file_is_valid():
-    claims = load_claims("config/claims.yaml")
+    text = (Path(__file__).resolve().parents[1] / "config" / "claims.yaml").read_text()
+    claims = parse_claims(yaml.safe_load(text), source="config/claims.yaml")
     assert {c.id for c in claims} >= {"C1", "C2", "C3"}
     assert all(c.checks for c in claims)

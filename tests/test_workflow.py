@@ -14,21 +14,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from overdeq.cli import build_parser
+from overdeq.config import LOSSES, MODES, PRECISIONS, RUN_OPTIONS
 from overdeq.data import DATASETS
 from overdeq.solvers import SOLVERS
-from overdeq.train import LOSSES, MODES, PRECISIONS
 
-REPO = Path(__file__).resolve().parents[1]
+from workflow_helpers import BIN, REPO, scratch_repo, workflow_env
+
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
-BIN = Path(sys.executable).parent
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
         [str(BIN / "snakemake"), *args],
         cwd=cwd,
-        env=env,
+        env=workflow_env(),
         text=True,
         capture_output=True,
         timeout=timeout,
@@ -51,9 +51,7 @@ def test_dry_run_plans_every_target(extra):
     for rule in (
         "train",
         "aggregate_training",
-        "random_deq_e1",
-        "random_deq_e2",
-        "random_deq_e3",
+        "random_deq",
         "random_deq_e10",
         "gradient_error",
         "fig_loss",
@@ -81,22 +79,17 @@ def test_schema_enums_are_the_library_registries():
     assert train["datasets"]["propertyNames"]["enum"] == list(DATASETS)
 
 
-def _scratch(dst: Path, config: Path) -> Path:
-    """The repository's files (tracked and new, not ignored) with ``config`` as the config."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    shutil.copy2(config, dst / "config" / "config.yaml")
-    return dst
+def test_each_training_setting_key_is_a_run_option_and_its_flag():
+    """A setting's keys reach make_run_config as `overdeq train --<key>` (common.smk)."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    training = schema["properties"]["training"]["properties"]
+    keys = set(training["settings"]["additionalProperties"]["properties"])
+    keys -= {"width_scale_ratio"}  # the workflow turns it into width_scale
+    assert keys <= set(RUN_OPTIONS), keys - set(RUN_OPTIONS)
+    (train,) = [a.choices["train"] for a in build_parser()._actions if getattr(a, "choices", None)]
+    flags = {o: a.dest for a in train._actions for o in a.option_strings}
+    for key in keys:
+        assert flags.get("--" + key.replace("_", "-")) == key, key
 
 
 def test_bad_config_fails_with_a_message_naming_the_key(tmp_path):
@@ -104,7 +97,7 @@ def test_bad_config_fails_with_a_message_naming_the_key(tmp_path):
     cfg["training"]["grids"]["main"]["settings"].append("nonexistent")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
-    repo = _scratch(tmp_path / "repo", bad)
+    repo = scratch_repo(tmp_path / "repo", bad)
     out = snakemake("-n", cwd=repo)
     text = out.stdout + out.stderr
     assert out.returncode != 0
@@ -127,7 +120,7 @@ def _jobs(dry_run_output: str) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_tiny_tier_end_to_end(tmp_path):
-    repo = _scratch(tmp_path / "repo", TINY)
+    repo = scratch_repo(tmp_path / "repo", TINY)
     tier = yaml.safe_load(TINY.read_text())["tier"]
     first = snakemake("--cores", "2", cwd=repo)
     assert first.returncode == 0, first.stderr[-4000:]

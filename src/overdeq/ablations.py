@@ -18,13 +18,17 @@ from typing import Any
 
 import torch
 
+from .config import LEGACY_SOLVER
 from .data import Dataset
 from .implicit import SolveStats, deq_output, released_output
 from .model import DEQ, DEQConfig
+from .seeding import model_seeds
 from .solvers import SolverConfig
-from .train import LEGACY_SOLVER, derive_seed
 
-__all__ = ["gradient_error_rows"]
+__all__ = ["gradient_error_rows", "TOLS", "REFERENCE_SOLVER"]
+
+TOLS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8)  # the ladder of solver tolerances compared
+REFERENCE_SOLVER = SolverConfig(name="picard", tol=1e-12, max_iter=5000)  # the exact gradient
 
 
 def _grads(model: DEQ) -> dict[str, torch.Tensor]:
@@ -36,22 +40,20 @@ def gradient_error_rows(
     *,
     width: int,
     seed: int = 0,
-    sigma_w: float = 0.4,
-    tols: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8),
+    sigma_w: float = DEQConfig.sigma_w,
+    tols: tuple[float, ...] = TOLS,
     biases: bool = True,
 ) -> list[dict[str, Any]]:
     """Rows (method, tol, block, rel_error, fwd_iters, bwd_iters) at the initial weights."""
     X, y = dataset.tensors(torch.float64)
     cfg = DEQConfig(d=dataset.d, width=width, sigma_w=sigma_w, biases=biases)
-    seeds = {k: derive_seed(seed, k) for k in ("W", "U", "a", "bias")}
-    model = DEQ(cfg, seeds=seeds, dtype=torch.float64)
+    model = DEQ(cfg, seeds=model_seeds(seed), dtype=torch.float64)
 
     def loss_of(out: torch.Tensor) -> torch.Tensor:
         return ((out - y) ** 2).sum()  # the released sum-of-squares loss
 
-    exact_cfg = SolverConfig(name="picard", tol=1e-12, max_iter=5000)
     model.zero_grad()
-    loss_of(deq_output(model, X, forward=exact_cfg, backward=exact_cfg)).backward()
+    loss_of(deq_output(model, X, forward=REFERENCE_SOLVER, backward=REFERENCE_SOLVER)).backward()
     reference = _grads(model)
 
     rows = []

@@ -6,7 +6,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["positive_int", "nonnegative_int", "positive_float"]
+__all__ = ["positive_int", "nonnegative_int", "positive_float", "add_threads"]
 
 
 def _int_at_least(flag: str, low: int) -> Callable[[str], int]:
@@ -47,3 +47,13 @@ def positive_float(flag: str) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def add_threads(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--threads N: CPU threads for torch (the compute subcommands)."""
+    p.add_argument(
+        "--threads",
+        type=positive_int("--threads"),
+        default=None,
+        help="CPU threads for torch (default: torch's choice)",
+    )

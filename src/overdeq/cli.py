@@ -9,20 +9,39 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .argtypes import nonnegative_int, positive_float, positive_int
-from .data import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
+from .argtypes import add_threads, nonnegative_int, positive_float, positive_int
+from .config import (
+    GRADIENTS,
+    LOSSES,
+    MODES,
+    PRECISIONS,
+    RUN_OPTIONS,
+    ConfigError,
+    TrainConfig,
+    make_run_config,
+)
+from .data import DATASETS, Dataset, DataSpec, load_dataset
+from .data.cli import add_selection_args
 from .devices import resolve_device
-from .solvers import SOLVERS
-from .train import GRADIENTS, LOSSES, MODES, PRECISIONS, ConfigError, make_run_config, train
+from .model import DEQConfig
+from .solvers import SOLVERS, SolverConfig
+from .train import train
 
 __all__ = ["main", "build_parser"]
 
 
+def _default(cls: type, name: str) -> str:
+    """``(default: X)`` with X the default of the dataclass field that owns the knob."""
+    return f"(default: {cls.__dataclass_fields__[name].default})"
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
+    """The flags of ``overdeq train``. A knob's flag is ``--<knob>`` (dashes for underscores)
+    with the default None: a flag not given leaves the knob to the mode preset and to the
+    dataclass that owns its default (make_run_config)."""
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
@@ -37,36 +56,30 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         help="a prepared .npz (from 'overdeq data prepare'); overrides --data",
     )
     g.add_argument("--n", type=positive_int("--n"), default=100, help="number of samples")
-    g.add_argument(
-        "--d",
-        type=positive_int("--d"),
-        default=None,
-        help="input dimension for synthetic data (identity: default n)",
-    )
-    g.add_argument("--classes", type=int, nargs="+", default=[0, 1])
-    g.add_argument(
-        "--labels",
-        choices=list(LABEL_KINDS),
-        default="uniform",
-        help="uniform: y ~ U(0,1) as in the paper; pm1: +-1 by class",
-    )
-    g.add_argument("--data-root", default="data", help="folder holding raw/ downloads")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of inputs and labels")
+    add_selection_args(g)
+    g.add_argument("--data-root", default=DataSpec.root, help="folder holding raw/ downloads")
+    g.add_argument("--data-seed", type=int, default=None, help="seed of inputs and labels (0)")
 
     g = p.add_argument_group("model")
     g.add_argument("--width", type=positive_int("--width"), default=1000, help="width m")
-    g.add_argument("--sigma-w", type=positive_float("--sigma-w"), default=0.4)
-    g.add_argument("--sigma-u", type=positive_float("--sigma-u"), default=1.0)
-    g.add_argument("--sigma-a", type=positive_float("--sigma-a"), default=1.0)
+    for name, what in (("sigma_w", "W"), ("sigma_u", "U"), ("sigma_a", "a")):
+        flag = "--" + name.replace("_", "-")
+        g.add_argument(
+            flag,
+            type=positive_float(flag),
+            default=None,
+            help=f"{what} ~ N(0, {name}^2) {_default(DEQConfig, name)}",
+        )
     g.add_argument(
         "--allow-expansive",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="paper mode: run even if 2*sigma_w >= 1 (no contraction at init)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of W, U, a (and biases)")
+    g.add_argument("--seed", type=int, default=None, help="seed of W, U, a and biases (0)")
 
     g = p.add_argument_group("mode and the released code's quirks (each flag flips one)")
-    g.add_argument("--mode", choices=list(MODES), default="paper")
+    g.add_argument("--mode", choices=list(MODES), default=None, help="(default: paper)")
     g.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument(
         "--width-scale",
@@ -78,7 +91,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gradient", choices=list(GRADIENTS), default=None)
     g.add_argument(
         "--legacy-readouts",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="also log the released code's unordered-eig readouts",
     )
 
@@ -89,35 +103,47 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         "--lr-scale",
         type=positive_float("--lr-scale"),
         default=None,
-        help="step = LR_SCALE / lambda_max(Theta_0) (default 0.5)",
+        help=f"step = LR_SCALE / lambda_max(Theta_0) {_default(TrainConfig, 'lr_scale')}",
     )
-    g.add_argument("--steps", type=int, default=1000)
+    g.add_argument("--steps", type=int, default=None, help=_default(TrainConfig, "steps"))
     g.add_argument(
         "--solver",
         choices=list(SOLVERS),
         default=None,
-        help="fixed-point solver for forward and adjoint",
+        help="fixed-point solver for forward and adjoint (default: the mode's)",
     )
-    g.add_argument("--tol", type=positive_float("--tol"), default=None)
+    g.add_argument(
+        "--tol",
+        type=positive_float("--tol"),
+        default=None,
+        help=f"solver tolerance, forward and adjoint {_default(SolverConfig, 'tol')} in paper mode",
+    )
     g.add_argument("--max-iter", type=positive_int("--max-iter"), default=None)
     g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--patience", type=positive_int("--patience"), default=None)
 
     g = p.add_argument_group("monitoring, output, hardware")
-    g.add_argument("--log-every", type=positive_int("--log-every"), default=10)
+    for knob, kind, what in (
+        ("log_every", positive_int, "log every k-th step"),
+        ("audit_every", nonnegative_int, "exact ||W||_2 every k-th log (0: first and last)"),
+        ("power_iters", positive_int, "power iterations per logged ||W||_2"),
+        ("checkpoint_every", positive_int, "checkpoint every k-th step"),
+    ):
+        flag = "--" + knob.replace("_", "-")
+        g.add_argument(
+            flag, type=kind(flag), default=None, help=f"{what} {_default(TrainConfig, knob)}"
+        )
     g.add_argument(
-        "--audit-every",
-        type=nonnegative_int("--audit-every"),
-        default=0,
-        help="exact ||W||_2 every k-th log (0: first and last only)",
+        "--precision",
+        choices=list(PRECISIONS),
+        default=None,
+        help=_default(TrainConfig, "precision"),
     )
-    g.add_argument("--checkpoint-every", type=positive_int("--checkpoint-every"), default=200)
-    g.add_argument("--precision", choices=list(PRECISIONS), default="float32")
     g.add_argument(
         "--device",
-        default="cpu",
+        default=None,
         help="cpu, cuda, cuda:N, or cuda:auto (claim a GPU no other overdeq "
-        "process holds; see overdeq.devices)",
+        f"process holds; see overdeq.devices) {_default(TrainConfig, 'device')}",
     )
     g.add_argument(
         "--gpu-wait",
@@ -125,12 +151,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         default=3600.0,
         help="cuda:auto: seconds to wait for a free GPU before giving up",
     )
-    g.add_argument(
-        "--threads",
-        type=positive_int("--threads"),
-        default=None,
-        help="CPU threads for torch (default: torch's choice)",
-    )
+    add_threads(g)
     g.add_argument("--out", type=Path, required=True, help="run directory")
     g.add_argument(
         "--overwrite",
@@ -169,18 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-file", type=Path, required=True, help="prepared data (.npz)")
     p.add_argument("--width", type=positive_int("--width"), required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of W, U, a and biases")
     p.add_argument(
         "--tols",
         type=positive_float("--tols"),
         nargs="+",
-        default=[1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-8],
+        default=None,
+        help="solver tolerances to compare (default: overdeq.ablations.TOLS)",
     )
-    p.add_argument("--threads", type=positive_int("--threads"), default=None)
+    add_threads(p)
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     p.set_defaults(func=_cmd_gradient_error)
     p = sub.add_parser("verify", help="check the paper's claims against the results")
-    p.add_argument("--claims", type=Path, default=Path("config/claims.yaml"))
+    p.add_argument(
+        "--claims",
+        type=Path,
+        help="the claims as JSON (the workflow writes results/<tier>/claims.json from "
+        "config/claims.yaml)",
+    )
     p.add_argument("--results", type=Path, help="results/<tier> folder to check")
     p.add_argument("--tier", help="tier name (thresholds may differ per tier)")
     p.add_argument("--out", type=Path, help="verify.json to write")
@@ -197,48 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Only the flags the user gave, so mode presets fill in the rest."""
-    over: dict[str, Any] = {}
-    for key in (
-        "biases",
-        "width_scale",
-        "loss",
-        "gradient",
-        "lr",
-        "lr_scale",
-        "warm_start",
-        "patience",
-    ):
-        value = getattr(args, key)
-        if value is not None:
-            over[key] = value
-    over.update(
-        steps=args.steps,
-        log_every=args.log_every,
-        audit_every=args.audit_every,
-        checkpoint_every=args.checkpoint_every,
-        precision=args.precision,
-        device=args.device,
-        legacy_readouts=args.legacy_readouts,
-    )
-    return over
-
-
-def _solver_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = {"solver": "name", "tol": "tol", "max_iter": "max_iter"}
-    return {field: getattr(args, k) for k, field in keys.items() if getattr(args, k) is not None}
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The make_run_config keywords of the flags given (a flag's dest is the knob's name)."""
+    return {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k, None) is not None}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    if args.steps < 0:
-        raise ConfigError(f"--steps must be >= 0, got {args.steps}")
-    # before any work; the GPU claimed is the device the run (and its provenance) records
-    args.device = resolve_device(args.device, timeout=args.gpu_wait)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     classes, labels = tuple(args.classes), args.labels
     if args.data_file is not None:
         dataset = Dataset.load_npz(args.data_file)
@@ -258,29 +251,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dataset = None
         spec_kwargs = dict(name=args.data, n=args.n, d=args.d)
     spec = DataSpec(**spec_kwargs, classes=classes, labels=labels, root=args.data_root)
-    run = make_run_config(
-        mode=args.mode,
-        data=spec,
-        width=args.width,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        sigma_w=args.sigma_w,
-        sigma_u=args.sigma_u,
-        sigma_a=args.sigma_a,
-        allow_expansive=args.allow_expansive,
-        **_train_overrides(args),
-    )
-    solver_over = _solver_overrides(args)
-    if solver_over:
-        t = run.train
-        run = replace(
-            run,
-            train=replace(
-                t,
-                forward=replace(t.forward, **solver_over),
-                backward=replace(t.backward, **solver_over),
-            ),
-        )
+    options = _run_options(args)
+    run = make_run_config(data=spec, width=args.width, **options)  # checks every knob
+    # before any training; the GPU claimed is the device the run (and its provenance) records
+    device = resolve_device(run.train.device, timeout=args.gpu_wait)
+    if device != run.train.device:
+        run = make_run_config(data=spec, width=args.width, **{**options, "device": device})
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if dataset is None:
         dataset = load_dataset(run.data)  # validates n, classes, files before any training
     if dataset is not None and args.data_file is not None:
@@ -329,8 +307,9 @@ def _cmd_gradient_error(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    tols = {} if args.tols is None else {"tols": tuple(args.tols)}
     rows = gradient_error_rows(
-        Dataset.load_npz(args.data_file), width=args.width, seed=args.seed, tols=tuple(args.tols)
+        Dataset.load_npz(args.data_file), width=args.width, seed=args.seed, **tols
     )
     write_csv(args.out, rows)
     return 0
@@ -338,7 +317,7 @@ def _cmd_gradient_error(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .io import read_json, write_json
-    from .verify import CheckResult, Report, format_table, load_claims, run_checks
+    from .verify import CheckResult, Report, format_table, parse_claims, run_checks
 
     if args.show is not None:
         data = read_json(args.show)
@@ -349,9 +328,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             checks=[CheckResult(**c) for c in data["checks"]],
         )
     else:
-        if args.results is None or args.tier is None:
-            raise ConfigError("verify needs --results and --tier (or --show FILE)")
-        report = run_checks(load_claims(args.claims), args.results, args.tier)
+        if args.claims is None or args.results is None or args.tier is None:
+            raise ConfigError("verify needs --claims, --results and --tier (or --show FILE)")
+        try:
+            data = read_json(args.claims)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"--claims {args.claims} is not valid JSON ({exc}); the workflow writes it from "
+                "config/claims.yaml (rule claims_json): snakemake results/<tier>/claims.json"
+            ) from None
+        claims = parse_claims(data, source=str(args.claims))
+        report = run_checks(claims, args.results, args.tier)
         if args.out is not None:
             write_json(args.out, report.to_dict())
     print(format_table(report), end="")

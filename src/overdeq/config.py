@@ -1,20 +1,22 @@
-"""Run configuration: what a training run is, built from a mode preset plus overrides.
+"""Run configuration: what a training run is, built from a mode preset plus knobs.
 
 A :class:`RunConfig` holds everything that determines a run's numbers (data, model,
-training options, seeds); its hash keys checkpoints and results. ``make_run_config`` builds
-one from the ``paper`` or ``legacy`` preset, with one keyword per quirk of the released code.
+training options, seeds); its hash keys checkpoints and results. :func:`make_run_config` is
+the one way to build one: the library calls it, ``overdeq train`` calls it with its flags,
+and the workflow reaches it through those flags (each key of a training setting in
+config/config.yaml is the name of a knob here and of the flag ``--<knob>``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .data import DataSpec
 from .model import DEQConfig, contraction_bound
 from .provenance import config_hash
+from .seeding import data_seeds, model_seeds
 from .solvers import SolverConfig
 
 __all__ = [
@@ -25,8 +27,11 @@ __all__ = [
     "ConfigError",
     "TrainConfig",
     "RunConfig",
-    "derive_seed",
     "LEGACY_SOLVER",
+    "MODEL_KNOBS",
+    "TRAIN_KNOBS",
+    "SOLVER_KNOBS",
+    "RUN_OPTIONS",
     "make_run_config",
     "check_contraction",
 ]
@@ -43,15 +48,18 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: step size, loss, gradient method, solvers, monitoring, checkpoints."""
+    """How to train: step size, loss, gradient method, solvers, monitoring, checkpoints.
+
+    The solvers' tolerance defaults to SolverConfig's; training allows 300 iterations.
+    """
 
     steps: int = 1000
     lr: float | None = None  # None: calibrate eta = lr_scale / lambda_max(Theta_0)
     lr_scale: float = 0.5
     loss: str = "half_sse"
     gradient: str = "implicit"
-    forward: SolverConfig = SolverConfig(name="picard", tol=1e-6, max_iter=300)
-    backward: SolverConfig = SolverConfig(name="picard", tol=1e-6, max_iter=300)
+    forward: SolverConfig = SolverConfig(max_iter=300)
+    backward: SolverConfig = SolverConfig(max_iter=300)
     warm_start: bool = True
     log_every: int = 10
     audit_every: int = 0  # exact ||W||_2 every k-th log (0: first and last log only)
@@ -111,11 +119,6 @@ class RunConfig:
         return config_hash(d)
 
 
-def derive_seed(base: int, name: str) -> int:
-    """An independent 31-bit seed per random object, from one base seed."""
-    return int.from_bytes(hashlib.sha256(f"{base}:{name}".encode()).digest()[:4], "little") >> 1
-
-
 LEGACY_SOLVER = SolverConfig(
     name="anderson",
     tol=1e-2,
@@ -127,67 +130,103 @@ LEGACY_SOLVER = SolverConfig(
     beta=1.0,
 )
 
+# What each mode sets before the caller's knobs: the released code's quirks, all at once.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "legacy": dict(
+        biases=True,
+        loss="sse",
+        gradient="released",
+        forward=LEGACY_SOLVER,
+        backward=LEGACY_SOLVER,
+        warm_start=False,
+    ),
+}
+
+# The knobs of make_run_config, by the dataclass that owns their defaults.
+MODEL_KNOBS = tuple(f.name for f in fields(DEQConfig) if f.name not in ("d", "width"))
+TRAIN_KNOBS = tuple(f.name for f in fields(TrainConfig))
+# A SolverConfig field applies to both solves; prefixed with forward_ or backward_, to one.
+# The solver's name is the knob ``solver``.
+_SOLVER_FIELDS = {("solver" if f.name == "name" else f.name): f.name for f in fields(SolverConfig)}
+SOLVER_KNOBS = tuple(
+    f"{prefix}{knob}" for prefix in ("", "forward_", "backward_") for knob in _SOLVER_FIELDS
+)
+# Every keyword make_run_config takes besides ``data`` and ``width``.
+RUN_OPTIONS = (
+    "mode",
+    "seed",
+    "data_seed",
+    "allow_expansive",
+    *MODEL_KNOBS,
+    *TRAIN_KNOBS,
+    *SOLVER_KNOBS,
+)
+
+
+def _solvers(train: TrainConfig, knobs: dict[str, Any]) -> TrainConfig:
+    """``train`` with the solver knobs applied to its forward and backward SolverConfig."""
+    if not knobs:
+        return train
+    both = {_SOLVER_FIELDS[k]: v for k, v in knobs.items() if k in _SOLVER_FIELDS}
+    solvers = {}
+    for which in ("forward", "backward"):
+        own = {
+            _SOLVER_FIELDS[k[len(which) + 1 :]]: v
+            for k, v in knobs.items()
+            if k.startswith(f"{which}_")
+        }
+        try:
+            solvers[which] = replace(getattr(train, which), **{**both, **own})
+        except ValueError as exc:
+            raise ConfigError(f"{which} solver: {exc}") from None
+    return replace(train, **solvers)
+
 
 def make_run_config(
     *,
-    mode: str = "paper",
     data: DataSpec,
     width: int,
+    mode: str = "paper",
     seed: int = 0,
     data_seed: int = 0,
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
-    sigma_a: float = 1.0,
     allow_expansive: bool = False,
-    **overrides: Any,
+    **knobs: Any,
 ) -> RunConfig:
-    """Build a run from a mode preset plus explicit overrides (one keyword per quirk).
+    """Build a run from a mode preset plus knobs; a knob not given keeps its dataclass default.
 
-    ``paper``: no biases, 1/2-sum loss, exact implicit gradient, Picard with tolerance 1e-6
-    and warm starts, calibrated step. ``legacy``: the released code -- biases, sum loss,
-    Anderson (history 5, absolute ridge 1e-4, global tolerance 1e-2, 25 iterations, cold
-    start), one extra layer application with a hook-based backward. Its width-scale bug is a
-    separate switch (``width_scale``) so an ablation can flip it alone.
-    Overrides: any TrainConfig field, plus ``biases`` and ``width_scale``.
+    ``paper``: the paper's model and training (no biases, 1/2-sum loss, exact implicit
+    gradient, Picard with warm starts, calibrated step). ``legacy``: the released code --
+    biases, sum loss, Anderson (history 5, absolute ridge 1e-4, global tolerance 1e-2, 25
+    iterations, cold start), one extra layer application with a hook-based backward. Its
+    width-scale bug is a separate knob (``width_scale``) so an ablation can flip it alone.
+
+    Knobs: the model's (:data:`MODEL_KNOBS`: sigma_w, sigma_u, sigma_a, biases,
+    width_scale), training's (:data:`TRAIN_KNOBS`, TrainConfig's fields) and the solvers'
+    (:data:`SOLVER_KNOBS`: ``tol``, ``max_iter``, ``solver``, ... for both solves,
+    ``forward_tol``, ``backward_tol``, ... for one), applied on top of the preset.
     """
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r} is not valid; choose one of {list(MODES)}")
-    biases = overrides.pop("biases", mode == "legacy")
-    width_scale = overrides.pop("width_scale", None)
-    if mode == "legacy":
-        preset: dict[str, Any] = dict(
-            loss="sse",
-            gradient="released",
-            forward=LEGACY_SOLVER,
-            backward=LEGACY_SOLVER,
-            warm_start=False,
-        )
-    else:
-        preset = {}
-    unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(knobs) - set(RUN_OPTIONS))
     if unknown:
-        raise ConfigError(f"unknown training options {sorted(unknown)}")
-    train_cfg = TrainConfig(**{**preset, **overrides})
-    try:
-        model_cfg = DEQConfig(
-            d=1,
-            width=width,
-            sigma_w=sigma_w,
-            sigma_u=sigma_u,
-            sigma_a=sigma_a,
-            biases=biases,
-            width_scale=width_scale,
+        raise ConfigError(
+            f"unknown run options {unknown}: knobs are the model's {list(MODEL_KNOBS)}, "
+            f"TrainConfig's {list(TRAIN_KNOBS)} and SolverConfig's fields for both solves "
+            f"({list(_SOLVER_FIELDS)}), or for one with the prefix forward_ or backward_"
         )
+    settings = {**PRESETS[mode], **knobs}
+    model_kw = {k: settings.pop(k) for k in MODEL_KNOBS if k in settings}
+    solver_kw = {k: settings.pop(k) for k in SOLVER_KNOBS if k in settings}
+    train_cfg = _solvers(TrainConfig(**settings), solver_kw)
+    try:
+        model_cfg = DEQConfig(d=1, width=width, **model_kw)
     except ValueError as exc:
         raise ConfigError(f"--{str(exc).replace('_', '-')}") from None
-    seeds = {k: derive_seed(seed, k) for k in ("W", "U", "a", "bias")}
-    seeds.update(seed=seed, data_seed=data_seed)
-    data = replace(
-        data, seed=derive_seed(data_seed, "data"), label_seed=derive_seed(data_seed, "labels")
-    )
+    seeds = {**model_seeds(seed), "seed": seed, "data_seed": data_seed}
     run = RunConfig(
         mode=mode,
-        data=data,
+        data=replace(data, **data_seeds(data_seed)),
         model=model_cfg,
         train=train_cfg,
         seeds=seeds,

@@ -1,9 +1,12 @@
-"""Experiment jobs on random DEQs (E1, E2, E3, E10 of shared/science.md section 5).
+"""Experiment jobs on random DEQs (E1, E2, E3, E10 of docs/science.md).
 
-Each ``run_eX(params) -> rows`` is a pure function of its parameters (a dict; missing keys
-take the quick-grid defaults in :data:`DEFAULTS`, unknown keys are an error) returning one
-dict per measurement, ready for :func:`write_rows` as a tidy CSV. ``summarize_eX`` turns
-those rows into the small derived tables (fitted slopes, probabilities, thresholds).
+Each experiment has one frozen parameter dataclass (:class:`E1Params`, ...): its fields,
+their defaults and their checks (in ``__post_init__``; a bad value raises a ValueError that
+names the key, the value and what is allowed). ``run_eX(params) -> rows`` is a pure
+function of those parameters returning one dict per measurement, ready for
+:func:`write_rows` as a tidy CSV; ``summarize_eX(rows, params)`` turns the rows into the
+small derived tables (fitted slopes, probabilities, thresholds). :data:`EXPERIMENTS` maps
+each name to its (params, run, summarize).
 
 - E1 kernel limit: max|Z Z^T - K|, ||Z Z^T - K||_F / n and |lambda_min(Z Z^T) - lambda_*| vs
   width m (tied DEQ)
@@ -19,28 +22,41 @@ randomness measured is the weights' only.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 
-from .data import DataSpec, load_dataset
+from . import checks
+from .data import DATASETS, DataSpec, load_dataset
 from .io import write_csv
 from .kernels import (
+    SIGMA_W2_MAX,
     deq_conjugate_kernel,
     deq_tangent_kernel,
     lambda_min,
     untied_conjugate_kernels,
 )
-from .random_deq import random_deq_grams, untied_grams
+from .model import DEQConfig
+from .random_deq import MAX_ITER, W_NORMS, default_solver, random_deq_grams, untied_grams
 from .solvers import SolverConfig
+from .theory import loglog_slope
 
 __all__ = [
-    "DEFAULTS",
+    "EXPERIMENTS",
+    "Experiment",
+    "RandomDEQParams",
+    "E1Params",
+    "E2Params",
+    "E3Params",
+    "E10Params",
+    "DTYPES",
     "REGIMES",
     "regime",
     "run_e1",
@@ -52,59 +68,15 @@ __all__ = [
     "summarize_e3",
     "run_e10",
     "write_rows",
-    "loglog_slope",
 ]
 
-_COMMON = {
-    "sigma_u": 1.0,
-    "d": None,
-    "data_seed": 0,
-    "dtype": "float64",
-    "device": "cpu",
-    "budget_bytes": None,
-}
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "e1": {
-        **_COMMON,
-        "data": ["identity", "gaussian"],
-        "n": 50,
-        "sigma_w": 0.4,
-        "widths": [125, 250, 500, 1000, 2000],
-        "seeds": 3,
-        "untied_widths": [250, 1000],
-        "max_depth": 50,
-    },
-    "e2": {
-        **_COMMON,
-        "data": ["identity", "gaussian"],
-        "ns": [15, 30, 60],
-        "sigma_w": 0.4,
-        "ratios": [1, 2, 3, 4, 6, 8, 12, 16, 24, 32],
-        "seeds": 10,
-        "fraction": 0.5,
-        "probability": 0.9,
-    },
-    "e3": {
-        **_COMMON,
-        "data": "gaussian",
-        "n": 50,
-        "width": 500,
-        "seeds": 3,
-        "sigma_ws": [round(0.1 * k, 1) for k in range(1, 16)],
-        "tol": 1e-8,
-        "max_iter": 1000,
-        "w_norm": "exact",
-    },
-    "e10": {
-        **_COMMON,
-        "data": ["identity", "gaussian"],
-        "n": 100,
-        "sigma_a": 1.0,
-        "sigma_ws": [round(0.1 * k, 1) for k in range(1, 15)],
-    },
-}
 REGIMES = ("contraction", "mean-field", "divergent")
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = tuple(_DTYPES)
+_SIGMA_W = checks.number(
+    0.0, math.sqrt(SIGMA_W2_MAX), hi_label="sqrt(2) (where the DEQ kernel exists)"
+)
+_POSITIVE = checks.number(0.0, lo_open=True)
 
 
 def regime(sigma_w: float) -> str:
@@ -114,39 +86,178 @@ def regime(sigma_w: float) -> str:
     """
     if 2 * sigma_w < 1:
         return "contraction"
-    return "mean-field" if sigma_w**2 < 2 else "divergent"
+    return "mean-field" if sigma_w**2 < SIGMA_W2_MAX else "divergent"
 
 
-for _defaults in DEFAULTS.values():
-    _defaults.setdefault("data_root", "data")  # where raw MNIST / CIFAR-10 files live
+def _knob(default: Any, check: checks.Check) -> Any:
+    """A parameter: its default and its check (run by RandomDEQParams.__post_init__)."""
+    return field(default=default, metadata={"check": check})
 
 
-def _params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = DEFAULTS[name]
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"{name}: unknown parameter(s) {unknown}; valid parameters: {sorted(defaults)}"
-        )
-    p = {**defaults, **params}
-    if p["dtype"] not in _DTYPES:
-        raise ValueError(f"{name}: dtype must be one of {list(_DTYPES)}, got {p['dtype']!r}")
-    p["torch_dtype"] = _DTYPES[p["dtype"]]
-    if "seeds" in p:  # a count (seeds 0..k-1) or an explicit list
-        seeds = p["seeds"]
-        p["seed_list"] = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-        if not p["seed_list"]:
-            raise ValueError(f"{name}: seeds must be a positive count or a non-empty list")
-    return p
+def _count(default: Any) -> Any:
+    return _knob(default, checks.integer(1))
+
+
+def _counts(default: tuple[int, ...]) -> Any:
+    return _knob(default, checks.list_of(checks.integer(1)))
+
+
+def _data_sets(default: str | tuple[str, ...] = ("identity", "gaussian")) -> Any:
+    """The data set(s) of an experiment: one name, or several (each its own rows)."""
+    return _knob(default, checks.choice(DATASETS, many=not isinstance(default, str)))
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
+
+
+@dataclass(frozen=True)
+class RandomDEQParams:
+    """The parameters every random-DEQ experiment has; subclasses add their own.
+
+    Lists are stored as tuples. ``from_mapping`` builds one from a job's JSON object.
+    """
+
+    name: ClassVar[str] = "random-deq"
+
+    sigma_u: float = _knob(DEQConfig.sigma_u, _POSITIVE)  # U ~ N(0, sigma_u^2)
+    d: int | None = _knob(None, checks.optional_integer(1))  # Gaussian dimension (None: n)
+    data_seed: int = _knob(0, checks.integer(0))
+    dtype: str = _knob("float64", checks.choice(DTYPES, many=False))
+    device: str = _knob("cpu", checks.device)
+    budget_bytes: int | None = _knob(None, checks.optional_integer(1))  # refuse larger widths
+    data_root: str = _knob(DataSpec.root, checks.folder)  # where raw MNIST / CIFAR-10 live
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            allowed = f.metadata["check"](value)
+            if allowed is not None:
+                raise ValueError(
+                    f"{self.name}: parameter {f.name!r} must be {allowed}, got {_show(value)}"
+                )
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+
+    @classmethod
+    def from_mapping(cls, params: Any) -> RandomDEQParams:
+        """The parameters of a JSON object; an unknown key is an error that lists the valid."""
+        if not isinstance(params, Mapping):
+            raise ValueError(
+                f"{cls.name}: parameters must be a JSON object, got {type(params).__name__}"
+            )
+        valid = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{cls.name}: unknown parameter(s) {unknown}; valid parameters: {valid}"
+            )
+        return cls(**params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every parameter, JSON-ready (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+
+@dataclass(frozen=True)
+class SampledParams(RandomDEQParams):
+    """What the experiments that sample random DEQs (E1, E2, E3) add: seeds and a solver."""
+
+    seeds: int | tuple[int, ...] = _knob(3, checks.seeds)  # a count k: seeds 0..k-1
+    tol: float | None = _knob(None, checks.optional_number(_POSITIVE))  # None: dtype's reach
+    max_iter: int = _count(MAX_ITER)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def solver(self) -> SolverConfig:
+        """Picard at ``tol`` (None: the tolerance the dtype can reach) and ``max_iter``."""
+        return default_solver(self.torch_dtype, tol=self.tol, max_iter=self.max_iter)
+
+    def sampling(self) -> dict[str, Any]:
+        """The keywords random_deq's samplers share."""
+        return {
+            "sigma_u": self.sigma_u,
+            "dtype": self.torch_dtype,
+            "device": self.device,
+            "budget_bytes": self.budget_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class E1Params(SampledParams):
+    """E1 kernel limit: ||Z Z^T - K|| vs width (tied DEQ) and vs depth (untied networks)."""
+
+    name: ClassVar[str] = "e1"
+
+    data: str | tuple[str, ...] = _data_sets()
+    n: int = _count(50)
+    sigma_w: float = _knob(DEQConfig.sigma_w, _SIGMA_W)
+    widths: tuple[int, ...] = _counts((125, 250, 500, 1000, 2000))
+    untied_widths: tuple[int, ...] = _counts((250, 1000))
+    max_depth: int = _count(50)
+
+
+@dataclass(frozen=True)
+class E2Params(SampledParams):
+    """E2 initial condition: lambda_0 / lambda_* on a grid of n and m/n."""
+
+    name: ClassVar[str] = "e2"
+
+    data: str | tuple[str, ...] = _data_sets()
+    ns: tuple[int, ...] = _counts((15, 30, 60))
+    sigma_w: float = _knob(DEQConfig.sigma_w, _SIGMA_W)
+    ratios: tuple[float, ...] = _knob(
+        (1, 2, 3, 4, 6, 8, 12, 16, 24, 32), checks.list_of(_POSITIVE)
+    )  # widths m = ratio * n
+    seeds: int | tuple[int, ...] = _knob(10, checks.seeds)
+    fraction: float = _knob(0.5, checks.number(0.0, 1.0, lo_open=True, hi_open=False))
+    probability: float = _knob(0.9, checks.number(0.0, 1.0, lo_open=True, hi_open=False))
+
+
+@dataclass(frozen=True)
+class E3Params(SampledParams):
+    """E3 well-posedness vs sigma_w: ||W/sqrt(m)||_2, iterations, convergence."""
+
+    name: ClassVar[str] = "e3"
+
+    data: str = _data_sets("gaussian")
+    n: int = _count(50)
+    width: int = _count(500)
+    sigma_ws: tuple[float, ...] = _knob(
+        tuple(round(0.1 * k, 1) for k in range(1, 16)), checks.list_of(_POSITIVE)
+    )
+    tol: float | None = _knob(1e-8, checks.optional_number(_POSITIVE))
+    w_norm: str = _knob("exact", checks.choice(W_NORMS, many=False))
+
+
+@dataclass(frozen=True)
+class E10Params(RandomDEQParams):
+    """E10 kernel table: extreme eigenvalues of K and Theta per data set and sigma_w."""
+
+    name: ClassVar[str] = "e10"
+
+    data: str | tuple[str, ...] = _data_sets()
+    n: int = _count(100)
+    sigma_a: float = _knob(DEQConfig.sigma_a, _POSITIVE)  # a ~ N(0, sigma_a^2), enters Theta
+    sigma_ws: tuple[float, ...] = _knob(
+        tuple(round(0.1 * k, 1) for k in range(1, 15)), checks.list_of(_SIGMA_W)
+    )
 
 
 def _names(data: str | Iterable[str]) -> list[str]:
     return [data] if isinstance(data, str) else list(data)
 
 
-def _inputs(
-    name: str, n: int, d: int | None, seed: int, root: str = "data"
-) -> tuple[np.ndarray, int]:
+def _inputs(name: str, n: int, d: int | None, seed: int, root: str) -> tuple[np.ndarray, int]:
     """Unit-norm inputs X (n, d) of data set ``name`` (raw files of real data under ``root``).
 
     ``d`` is the Gaussian input dimension (None: d = n); identity rows always use d = n (more
@@ -156,21 +267,6 @@ def _inputs(
     spec = DataSpec(name, n=n, d=dims.get(name), seed=seed, root=root)
     ds = load_dataset(spec)
     return ds.X, ds.d
-
-
-def _solver(p: dict[str, Any], tol: float | None = None, max_iter: int = 1000) -> SolverConfig:
-    if tol is None:
-        tol = 1e-10 if p["torch_dtype"] == torch.float64 else 1e-5
-    return SolverConfig(name="picard", tol=tol, max_iter=max_iter)
-
-
-def _sampling(p: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "sigma_u": p["sigma_u"],
-        "dtype": p["torch_dtype"],
-        "device": p["device"],
-        "budget_bytes": p["budget_bytes"],
-    }
 
 
 def _errors(G: torch.Tensor, K: torch.Tensor, lam_star: float) -> dict[str, float]:
@@ -193,24 +289,23 @@ _NAN_ERRORS = dict.fromkeys(
 )
 
 
-def run_e1(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def run_e1(p: E1Params) -> list[dict[str, Any]]:
     """E1 rows: one per (data, network, width, seed[, depth, reference kernel])."""
-    p = _params("e1", params)
     rows: list[dict[str, Any]] = []
-    for name in _names(p["data"]):
-        X, d = _inputs(name, p["n"], p["d"], p["data_seed"], p["data_root"])
-        kw = {"sigma_w": p["sigma_w"], "sigma_u": p["sigma_u"]}
+    for name in _names(p.data):
+        X, d = _inputs(name, p.n, p.d, p.data_seed, p.data_root)
+        kw = {"sigma_w": p.sigma_w, "sigma_u": p.sigma_u}
         K = deq_conjugate_kernel(X, **kw)
         lam_K = lambda_min(K)
-        base = {"experiment": "e1", "data": name, "n": p["n"], "d": d, **kw}
-        for m in p["widths"]:
+        base = {"experiment": "e1", "data": name, "n": p.n, "d": d, **kw}
+        for m in p.widths:
             for s in random_deq_grams(
                 X,
                 width=m,
-                seeds=p["seed_list"],
-                sigma_w=p["sigma_w"],
-                solver=_solver(p),
-                **_sampling(p),
+                seeds=p.seed_list,
+                sigma_w=p.sigma_w,
+                solver=p.solver(),
+                **p.sampling(),
             ):
                 errs = (
                     _errors(s.gram, K, lam_K)
@@ -230,18 +325,18 @@ def run_e1(params: Mapping[str, Any]) -> list[dict[str, Any]]:
                         **errs,
                     }
                 )
-        Kl = untied_conjugate_kernels(X, p["max_depth"], **kw)  # (L, n, n)
+        Kl = untied_conjugate_kernels(X, p.max_depth, **kw)  # (L, n, n)
         lam_l = [lambda_min(k) for k in Kl]
-        for m in p["untied_widths"]:
+        for m in p.untied_widths:
             for s in untied_grams(
                 X,
                 width=m,
-                depth=p["max_depth"],
-                seeds=p["seed_list"],
-                sigma_w=p["sigma_w"],
-                **_sampling(p),
+                depth=p.max_depth,
+                seeds=p.seed_list,
+                sigma_w=p.sigma_w,
+                **p.sampling(),
             ):
-                for layer in range(p["max_depth"]):
+                for layer in range(p.max_depth):
                     G = s.grams[layer]
                     common = {
                         **base,
@@ -263,23 +358,12 @@ def run_e1(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def loglog_slope(x: Iterable[float], y: Iterable[float]) -> tuple[float, float]:
-    """Least-squares (slope, intercept) of log y against log x; NaN with < 2 usable points."""
-    pts = [
-        (math.log(a), math.log(b))
-        for a, b in zip(x, y, strict=True)
-        if a > 0 and b > 0 and math.isfinite(b)
-    ]
-    if len(pts) < 2:
-        return math.nan, math.nan
-    lx, ly = np.array(pts).T
-    slope, intercept = np.polyfit(lx, ly, 1)
-    return float(slope), float(intercept)
-
-
-def summarize_e1(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def summarize_e1(
+    rows: Iterable[Mapping[str, Any]], params: E1Params | None = None
+) -> list[dict[str, Any]]:
     """Log-log slope of the seed-mean error vs width for the tied DEQ (theory: -1/2).
 
+    (``params`` is not needed: the rows carry every width.)
     err_rms is the stable estimate; err_max is a maximum over n^2 entries (noisy), and for
     orthonormal inputs err_lambda ~ lambda_* (2 sqrt(n/m) - n/m) is shallower until m >> n.
     """
@@ -310,45 +394,60 @@ def summarize_e1(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def run_e2(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def run_e2(p: E2Params) -> list[dict[str, Any]]:
     """E2 rows: one per (data, n, m/n, seed) with lambda_0 / lambda_* and the MP-edge guess."""
-    p = _params("e2", params)
     rows: list[dict[str, Any]] = []
-    for name in _names(p["data"]):
-        for n in p["ns"]:
-            X, d = _inputs(name, n, p["d"], p["data_seed"], p["data_root"])
-            lam_star = lambda_min(
-                deq_conjugate_kernel(X, sigma_w=p["sigma_w"], sigma_u=p["sigma_u"])
-            )
-            for ratio in p["ratios"]:
+    for name in _names(p.data):
+        for n in p.ns:
+            X, d = _inputs(name, n, p.d, p.data_seed, p.data_root)
+            lam_star = lambda_min(deq_conjugate_kernel(X, sigma_w=p.sigma_w, sigma_u=p.sigma_u))
+            for ratio in p.ratios:
                 m = max(1, round(ratio * n))
                 mp = max(0.0, 1 - math.sqrt(n / m)) ** 2
                 for s in random_deq_grams(
                     X,
                     width=m,
-                    seeds=p["seed_list"],
-                    sigma_w=p["sigma_w"],
-                    solver=_solver(p),
-                    **_sampling(p),
+                    seeds=p.seed_list,
+                    sigma_w=p.sigma_w,
+                    solver=p.solver(),
+                    **p.sampling(),
                 ):
                     lam0 = lambda_min(s.gram) if s.converged else math.nan
                     rows.append({
                         "experiment": "e2", "data": name, "n": n, "d": d, "ratio": ratio,
-                        "width": m, "seed": s.seed, "sigma_w": p["sigma_w"],
+                        "width": m, "seed": s.seed, "sigma_w": p.sigma_w,
                         "converged": s.converged, "iterations": s.iterations,
                         "lambda_0": lam0, "lambda_star": lam_star,
                         "lambda_ratio": lam0 / lam_star, "mp_prediction": mp,
-                        "holds": bool(lam0 >= p["fraction"] * lam_star),
-                        "fraction": p["fraction"],
+                        "holds": bool(lam0 >= p.fraction * lam_star),
+                        "fraction": p.fraction,
                     })  # fmt: skip
     return rows
 
 
-def summarize_e2(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per (data, n, m/n): probability that lambda_0 >= fraction * lambda_* and ratio quantiles.
+def summarize_e2(
+    rows: Iterable[Mapping[str, Any]], params: E2Params | None = None
+) -> list[dict[str, Any]]:
+    """Per (data, n, m/n): probability that lambda_0 >= fraction * lambda_*, ratio quantiles,
+    and the threshold fit of its (data, n) at ``params.probability`` (fit_e2_threshold).
 
     Unconverged solves count as failures (they are not evidence that the condition holds).
     """
+    cells = _e2_cells(rows)
+    probability = (params or E2Params()).probability
+    fits = {(f["data"], f["n"]): f for f in fit_e2_threshold(cells, probability)}
+    keep = ("ratio_star", "m_star", "exponent", "fit_points")
+    return [
+        {
+            **c,
+            "threshold_probability": probability,
+            **{k: fits[(c["data"], c["n"])][k] for k in keep},
+        }
+        for c in cells
+    ]
+
+
+def _e2_cells(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     cells: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
         cells[(r["data"], int(r["n"]), float(r["ratio"]))].append(r)
@@ -368,7 +467,7 @@ def summarize_e2(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def fit_e2_threshold(
-    cells: Iterable[Mapping[str, Any]], probability: float = 0.9
+    cells: Iterable[Mapping[str, Any]], probability: float
 ) -> list[dict[str, Any]]:
     """m*(n): the width where P(lambda_0 >= f lambda_*) crosses ``probability``; m* ~ n^b.
 
@@ -417,25 +516,24 @@ def fit_e2_threshold(
     return out
 
 
-def run_e3(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def run_e3(p: E3Params) -> list[dict[str, Any]]:
     """E3 rows: one per (sigma_w, seed): ||W/sqrt(m)||_2, forward iterations, convergence."""
-    p = _params("e3", params)
-    X, d = _inputs(p["data"], p["n"], p["d"], p["data_seed"], p["data_root"])
-    solver = _solver(p, tol=p["tol"], max_iter=p["max_iter"])
+    X, d = _inputs(p.data, p.n, p.d, p.data_seed, p.data_root)
+    solver = p.solver()
     rows: list[dict[str, Any]] = []
-    for sw in p["sigma_ws"]:
+    for sw in p.sigma_ws:
         diag = 1 / (2 - sw**2) if sw**2 < 2 else math.inf  # K_ii for unit inputs
         for s in random_deq_grams(
             X,
-            width=p["width"],
-            seeds=p["seed_list"],
+            width=p.width,
+            seeds=p.seed_list,
             sigma_w=sw,
             solver=solver,
-            w_norm=p["w_norm"],
-            **_sampling(p),
+            w_norm=p.w_norm,
+            **p.sampling(),
         ):
             rows.append({
-                "experiment": "e3", "data": p["data"], "n": p["n"], "d": d, "width": p["width"],
+                "experiment": "e3", "data": p.data, "n": p.n, "d": d, "width": p.width,
                 "sigma_w": sw, "regime": regime(sw), "seed": s.seed, "w_norm": s.w_norm,
                 "contraction_bound": 2 * sw, "converged": s.converged,
                 "iterations": s.iterations, "residual": s.residual,
@@ -444,8 +542,13 @@ def run_e3(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize_e3(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per sigma_w: converged fraction (1 - divergence rate), median iterations, mean norm."""
+def summarize_e3(
+    rows: Iterable[Mapping[str, Any]], params: E3Params | None = None
+) -> list[dict[str, Any]]:
+    """Per sigma_w: converged fraction (1 - divergence rate), median iterations, mean norm.
+
+    (``params`` is not needed: the rows carry every sigma_w.)
+    """
     groups: dict[float, list[Mapping[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[float(r["sigma_w"])].append(r)
@@ -465,25 +568,24 @@ def summarize_e3(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def run_e10(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def run_e10(p: E10Params) -> list[dict[str, Any]]:
     """E10 rows: one per (data, sigma_w): extreme eigenvalues of K and Theta (no biases)."""
-    p = _params("e10", params)
     rows: list[dict[str, Any]] = []
-    for name in _names(p["data"]):
-        X, d = _inputs(name, p["n"], p["d"], p["data_seed"], p["data_root"])
-        for sw in p["sigma_ws"]:
-            K = deq_conjugate_kernel(X, sigma_w=sw, sigma_u=p["sigma_u"])
-            T = deq_tangent_kernel(X, sigma_w=sw, sigma_u=p["sigma_u"], sigma_a=p["sigma_a"], K=K)
+    for name in _names(p.data):
+        X, d = _inputs(name, p.n, p.d, p.data_seed, p.data_root)
+        for sw in p.sigma_ws:
+            K = deq_conjugate_kernel(X, sigma_w=sw, sigma_u=p.sigma_u)
+            T = deq_tangent_kernel(X, sigma_w=sw, sigma_u=p.sigma_u, sigma_a=p.sigma_a, K=K)
             eK, eT = torch.linalg.eigvalsh(K), torch.linalg.eigvalsh(T)
             rows.append(
                 {
                     "experiment": "e10",
                     "data": name,
-                    "n": p["n"],
+                    "n": p.n,
                     "d": d,
                     "sigma_w": sw,
-                    "sigma_u": p["sigma_u"],
-                    "sigma_a": p["sigma_a"],
+                    "sigma_u": p.sigma_u,
+                    "sigma_a": p.sigma_a,
                     "regime": regime(sw),
                     "lambda_K": float(eK[0]),
                     "lambda_max_K": float(eK[-1]),
@@ -498,3 +600,20 @@ def run_e10(params: Mapping[str, Any]) -> list[dict[str, Any]]:
 def write_rows(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> None:
     """Write rows as a tidy CSV (atomic; columns in first-seen order, floats at full precision)."""
     write_csv(path, rows)
+
+
+class Experiment(NamedTuple):
+    """One random-DEQ experiment: its parameters, its job, its summary table (or None)."""
+
+    params: type[RandomDEQParams]
+    run: Callable[[Any], list[dict[str, Any]]]
+    summarize: Callable[[list[dict[str, Any]], Any], list[dict[str, Any]]] | None
+
+
+# E10 has no summary: its rows are the table.
+EXPERIMENTS: dict[str, Experiment] = {
+    "e1": Experiment(E1Params, run_e1, summarize_e1),
+    "e2": Experiment(E2Params, run_e2, summarize_e2),
+    "e3": Experiment(E3Params, run_e3, summarize_e3),
+    "e10": Experiment(E10Params, run_e10, None),
+}

@@ -1,6 +1,6 @@
 """Equilibrium forward passes with gradients, exact (implicit) and as released.
 
-Exact implicit gradient (shared/science.md section 2). With h = W z* + U x (+ b), D = 1[h > 0],
+Exact implicit gradient (docs/science.md, The model). With h = W z* + U x (+ b), D = 1[h > 0],
 s the width scale and r = dL/df, the adjoint u solves the linear fixed point
 
     u = r a^T + s (u * D) W                                   (row-wise)

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .model import DEQConfig
+
 __all__ = [
     "kappa1",
     "kappa0",
@@ -123,7 +125,11 @@ def _injection(X: Tensor, sigma_u: float, sigma_b: float) -> Tensor:
 
 
 def deq_diagonal(
-    X: Tensor | np.ndarray, *, sigma_w: float = 0.4, sigma_u: float = 1.0, sigma_b: float = 0.0
+    X: Tensor | np.ndarray,
+    *,
+    sigma_w: float = DEQConfig.sigma_w,
+    sigma_u: float = DEQConfig.sigma_u,
+    sigma_b: float = 0.0,
 ) -> Tensor:
     """Closed-form diagonal of the DEQ kernel, K_ii = (sigma_u^2 ||x_i||^2 + sigma_b^2) / (2 - sigma_w^2).
 
@@ -139,8 +145,8 @@ def deq_diagonal(
 def deq_conjugate_kernel(
     X: Tensor | np.ndarray,
     *,
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
+    sigma_w: float = DEQConfig.sigma_w,
+    sigma_u: float = DEQConfig.sigma_u,
     sigma_b: float = 0.0,
     tol: float = 1e-12,
     max_iter: int = 10_000,
@@ -183,8 +189,8 @@ def untied_conjugate_kernels(
     X: Tensor | np.ndarray,
     depth: int,
     *,
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
+    sigma_w: float = DEQConfig.sigma_w,
+    sigma_u: float = DEQConfig.sigma_u,
     sigma_b: float = 0.0,
 ) -> Tensor:
     """Kernels of weight-untied networks at every depth 1..depth: (depth, n, n) float64.
@@ -205,24 +211,20 @@ def untied_conjugate_kernels(
     return out
 
 
-def untied_conjugate_kernel(
-    X: Tensor | np.ndarray,
-    depth: int,
-    *,
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
-    sigma_b: float = 0.0,
-) -> Tensor:
-    """Kernel of a weight-untied network of depth l: the l-th iterate from K = 0, (n, n)."""
-    return untied_conjugate_kernels(X, depth, sigma_w=sigma_w, sigma_u=sigma_u, sigma_b=sigma_b)[-1]
+def untied_conjugate_kernel(X: Tensor | np.ndarray, depth: int, **sigmas: float) -> Tensor:
+    """Kernel of a weight-untied network of depth l: the l-th iterate from K = 0, (n, n).
+
+    ``sigmas``: sigma_w, sigma_u, sigma_b as for :func:`untied_conjugate_kernels`.
+    """
+    return untied_conjugate_kernels(X, depth, **sigmas)[-1]
 
 
 def deq_tangent_kernel(
     X: Tensor | np.ndarray,
     *,
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
-    sigma_a: float = 1.0,
+    sigma_w: float = DEQConfig.sigma_w,
+    sigma_u: float = DEQConfig.sigma_u,
+    sigma_a: float = DEQConfig.sigma_a,
     sigma_b: float = 0.0,
     biases: bool = False,
     K: Tensor | None = None,
@@ -265,9 +267,9 @@ def lambda_star(
     X: Tensor | np.ndarray,
     *,
     kernel: str = "conjugate",
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
-    sigma_a: float = 1.0,
+    sigma_w: float = DEQConfig.sigma_w,
+    sigma_u: float = DEQConfig.sigma_u,
+    sigma_a: float = DEQConfig.sigma_a,
     sigma_b: float = 0.0,
     biases: bool = False,
 ) -> float:

@@ -5,7 +5,7 @@
 
 Parameters W (m, m), U (m, d), a (m,) are drawn from N(0, sigma^2) with one generator per
 object, so changing one seed (or the width) never reshuffles another object. ``biases`` and
-``width_scale`` reproduce the released code (section 3 of shared/science.md): every
+``width_scale`` reproduce the released code (docs/science.md, The released code): every
 ``nn.Linear`` there carries a bias with PyTorch's default init, and the 1/sqrt(m) factor reads
 a module-level width instead of the trained one.
 """

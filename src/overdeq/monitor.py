@@ -117,9 +117,10 @@ def tangent_gram(
     """Empirical tangent-kernel Gram J J^T (n, n) in float64, J = d f / d(all parameters).
 
     Z, mask, V may be passed in when already known (e.g. from the last training step);
-    otherwise one forward and one adjoint solve compute them.
+    otherwise one forward and one adjoint solve with ``cfg`` compute them.
     """
-    cfg = cfg or SolverConfig(tol=1e-8, max_iter=1000)
+    if cfg is None and (Z is None or mask is None or V is None):
+        raise ValueError("tangent_gram needs cfg (a SolverConfig) unless Z, mask and V are given")
     if Z is None or mask is None:
         Z, mask, res = equilibrium(model, X, cfg)
         if not res.converged:

@@ -5,9 +5,9 @@
     Gram:    Z Z^T (n, n) -> kernels.deq_conjugate_kernel / untied_conjugate_kernel as m -> inf
 
 (Layer 1 of the untied network sees z^0 = 0, so W_1 never matters and is not drawn.) Every
-random object has its own generator seeded by ``train.derive_seed(seed, name)`` ("W", "U",
-"a", "W2", "W3", ...), so the same seed gives the same U in the DEQ and in the untied network,
-and changing the width or the depth never reshuffles anything else.
+random object has its own generator seeded by ``seeding.derive_seed(seed, name)`` ("W",
+"U", "a", "W2", "W3", ...), so the same seed gives the same U in the DEQ and in the untied
+network, and changing the width or the depth never reshuffles anything else.
 
 Memory: seeds are processed one after another and each m x m weight is released before the
 next is drawn, so at most one m x m weight (plus its float64 draw, see model.DEQ) is alive.
@@ -28,17 +28,17 @@ from torch import Tensor
 from .implicit import adjoint, equilibrium
 from .model import DEQ, DEQConfig
 from .monitor import PowerNorm, exact_spectral_norm, tangent_gram
+from .seeding import derive_seed, model_seeds
 from .solvers import SolverConfig, SolverResult
-from .train import derive_seed
 
 __all__ = [
     "W_NORMS",
     "DEQSample",
     "UntiedSample",
     "TangentSample",
+    "MAX_ITER",
     "default_solver",
     "working_set_bytes",
-    "deq_seeds",
     "random_deq_grams",
     "untied_grams",
     "random_tangent_grams",
@@ -85,11 +85,16 @@ class TangentSample:
     adjoint_iterations: int
 
 
-def default_solver(dtype: torch.dtype = torch.float64, max_iter: int = 1000) -> SolverConfig:
-    """Picard with a tolerance the precision can reach: 1e-10 (float64) or 1e-5 (float32)."""
-    return SolverConfig(
-        name="picard", tol=1e-10 if dtype == torch.float64 else 1e-5, max_iter=max_iter
-    )
+MAX_ITER = 1000  # Picard iterations before a random DEQ's solve counts as not converged
+
+
+def default_solver(
+    dtype: torch.dtype = torch.float64, *, tol: float | None = None, max_iter: int = MAX_ITER
+) -> SolverConfig:
+    """Picard at ``tol``; None: a tolerance the precision can reach, 1e-10 (float64) or 1e-5."""
+    if tol is None:
+        tol = 1e-10 if dtype == torch.float64 else 1e-5
+    return SolverConfig(name="picard", tol=tol, max_iter=max_iter)
 
 
 def working_set_bytes(n: int, d: int, width: int, dtype: torch.dtype = torch.float64) -> int:
@@ -111,11 +116,6 @@ def _check_budget(n: int, d: int, width: int, dtype: torch.dtype, budget: int | 
         )
 
 
-def deq_seeds(seed: int) -> dict[str, int]:
-    """The generator seeds of W, U, a for one base seed (the DEQ's ``seeds`` argument)."""
-    return {name: derive_seed(seed, name) for name in ("W", "U", "a", "bias")}
-
-
 def _x(X: Tensor | np.ndarray, dtype: torch.dtype, device: torch.device | str) -> Tensor:
     X = torch.as_tensor(X)
     if X.ndim != 2:
@@ -134,7 +134,7 @@ def _model(
     device: torch.device | str,
 ) -> DEQ:
     cfg = DEQConfig(d=X.shape[1], width=width, sigma_w=sigma_w, sigma_u=sigma_u, sigma_a=sigma_a)
-    return DEQ(cfg, seeds=deq_seeds(seed), dtype=dtype, device=device)
+    return DEQ(cfg, seeds=model_seeds(seed), dtype=dtype, device=device)
 
 
 def _w_norm(model: DEQ, how: str, seed: int) -> float:
@@ -156,8 +156,8 @@ def random_deq_grams(
     *,
     width: int,
     seeds: Iterable[int],
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
+    sigma_w: float = DEQConfig.sigma_w,
+    sigma_u: float = DEQConfig.sigma_u,
     solver: SolverConfig | None = None,
     w_norm: str = "none",
     dtype: torch.dtype = torch.float64,
@@ -177,7 +177,7 @@ def random_deq_grams(
     solver = solver or default_solver(dtype)
     out = []
     for seed in seeds:
-        model = _model(Xt, width, seed, sigma_w, sigma_u, 1.0, dtype, device)
+        model = _model(Xt, width, seed, sigma_w, sigma_u, DEQConfig.sigma_a, dtype, device)
         Z, _, res = equilibrium(model, Xt, solver)
         out.append(DEQSample(
             seed=seed, width=width, sigma_w=sigma_w,
@@ -196,8 +196,8 @@ def untied_grams(
     width: int,
     depth: int,
     seeds: Iterable[int],
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
+    sigma_w: float = DEQConfig.sigma_w,
+    sigma_u: float = DEQConfig.sigma_u,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     budget_bytes: int | None = None,
@@ -216,7 +216,7 @@ def untied_grams(
     s = 1.0 / math.sqrt(width)
     out = []
     for seed in seeds:
-        gU = torch.Generator().manual_seed(deq_seeds(seed)["U"])
+        gU = torch.Generator().manual_seed(model_seeds(seed)["U"])
         U = (torch.randn(width, d, generator=gU, dtype=torch.float64) * sigma_u).to(Xt)
         inj = Xt @ U.T  # (n, m)
         del U
@@ -239,9 +239,9 @@ def random_tangent_grams(
     *,
     width: int,
     seeds: Iterable[int],
-    sigma_w: float = 0.4,
-    sigma_u: float = 1.0,
-    sigma_a: float = 1.0,
+    sigma_w: float = DEQConfig.sigma_w,
+    sigma_u: float = DEQConfig.sigma_u,
+    sigma_a: float = DEQConfig.sigma_a,
     solver: SolverConfig | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",

@@ -14,10 +14,11 @@ product of PSD matrices is PSD) the paper's condition lambda_0 > 0 implies it is
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["predicted_losses", "rate_bounds", "fit_rate", "FLOORS"]
+__all__ = ["predicted_losses", "rate_bounds", "fit_rate", "FLOORS", "loglog_slope"]
 
 
 def predicted_losses(
@@ -78,3 +79,17 @@ def fit_rate(
     ss_tot = float(((logl - logl.mean()) ** 2).sum())
     r2 = 1.0 - float(((logl - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
     return float(math.exp(slope)), r2, int(phase.sum())
+
+
+def loglog_slope(x: Iterable[float], y: Iterable[float]) -> tuple[float, float]:
+    """Least-squares (slope, intercept) of log y against log x, for a power law y ~ x^slope.
+
+    Pairs with a non-positive or non-finite member are left out; NaN with fewer than two
+    pairs left or when they all share one x.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
+        return math.nan, math.nan
+    slope, intercept = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
+    return float(slope), float(intercept)

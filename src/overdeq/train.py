@@ -8,8 +8,11 @@ r(t+1) = (I - eta Theta_0) r(t) stable for any c < 2 (c < 1 keeps every mode mon
 
 A run directory holds ``history.csv`` (one row per logged step), ``summary.json`` (status,
 headline numbers, provenance), ``spectrum.npz`` (eigen-decomposition of Theta_0 and r_0, for
-the rate prediction) and ``checkpoint.pt``. Running the same configuration into the same
-directory resumes from the checkpoint, and a finished run is not redone.
+the rate prediction) and ``checkpoint.pt`` (rundir.py). Running the same configuration into
+the same directory resumes from the checkpoint, and a finished run is not redone.
+
+:func:`train` is a short loop over the named steps of one run (:class:`_Run`): set up,
+resume or calibrate, then step (which logs) and checkpoint until the end, then finish.
 """
 
 from __future__ import annotations
@@ -25,23 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-# Configuration and run-directory names are re-exported: `from overdeq.train import ...`
-# is how the CLI, the benchmarks and the tests reach them.
-from .config import (  # noqa: F401
-    GRADIENTS,
-    LEGACY_SOLVER,
-    LOSSES,
-    MODES,
-    PRECISIONS,
-    ConfigError,
-    RunConfig,
-    TrainConfig,
-    check_contraction,
-    derive_seed,
-    make_run_config,
-)
+from .config import ConfigError, RunConfig, TrainConfig
 from .data import Dataset, load_dataset
-from .implicit import SolveStats, WarmStart, deq_output, released_output
+from .implicit import SolveStats, WarmStart, deq_output, equilibrium, released_output
 from .io import atomic_torch_save, write_csv
 from .kernels import lambda_star
 from .model import DEQ
@@ -54,7 +43,7 @@ from .monitor import (
     tangent_gram,
 )
 from .provenance import config_hash, device_name
-from .rundir import (  # noqa: F401
+from .rundir import (
     CHECKPOINT_FORMAT,
     HISTORY_COLUMNS,
     RunResult,
@@ -64,24 +53,21 @@ from .rundir import (  # noqa: F401
     write_final,
     write_spectrum,
 )
+from .seeding import MODEL_OBJECTS
 from .solvers import SolverConfig
-from .theory import FLOORS, fit_rate  # noqa: F401
 
 __all__ = [
-    "TrainConfig",
-    "RunConfig",
-    "MODES",
-    "PRECISIONS",
-    "LOSSES",
-    "GRADIENTS",
-    "make_run_config",
     "train",
-    "fit_rate",
-    "FLOORS",
-    "derive_seed",
-    "RunResult",
-    "ConfigError",
+    "CALIBRATION_SOLVER",
+    "calibrate",
+    "check_device",
+    "data_digest",
+    "log_row",
+    "set_precision",
 ]
+
+# Theta_0 is computed on a float64 twin of the initial model, so these solves can be tight.
+CALIBRATION_SOLVER = SolverConfig(name="picard", tol=1e-10, max_iter=5000)
 
 
 def check_device(name: str) -> torch.device:
@@ -116,7 +102,8 @@ def data_digest(ds: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def _set_precision(precision: str) -> torch.dtype:
+def set_precision(precision: str) -> torch.dtype:
+    """Set torch's matmul precision for ``precision`` and return the parameters' dtype."""
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
@@ -159,7 +146,7 @@ def _loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     return 0.5 * sse if kind == "half_sse" else sse
 
 
-def _calibrate(
+def calibrate(
     model: DEQ, X: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, loss_factor: float
 ) -> dict[str, Any]:
     """Theta_0 at init: its spectrum, the calibrated step, and r_0 in its eigenbasis.
@@ -168,13 +155,10 @@ def _calibrate(
     below are not limited by float32 round-off.
     """
     X, y = X.double(), y.double()
-    tight = SolverConfig(name="picard", tol=1e-10, max_iter=5000)
-    theta = tangent_gram(model, X, cfg=tight)  # (n, n) float64
+    theta = tangent_gram(model, X, cfg=CALIBRATION_SOLVER)  # (n, n) float64
     evals, evecs = torch.linalg.eigh(theta)
     with torch.no_grad():
-        from .implicit import equilibrium
-
-        Z, _, _ = equilibrium(model, X, tight)
+        Z, _, _ = equilibrium(model, X, CALIBRATION_SOLVER)
         r0 = (model.readout(Z) - y).double()
     coeffs = evecs.T @ r0  # r_0 in the eigenbasis of Theta_0
     lam_max = float(evals[-1])
@@ -209,159 +193,153 @@ def train(
     interrupts after that many steps of this call (tests of resume). ``tags`` are labels
     copied into the summary (they do not change the numbers, so they are not hashed).
     """
-    cfg = run.train
-    out = Path(out) if out is not None else None
-    device = check_device(cfg.device)
-    ds = dataset if dataset is not None else load_dataset(run.data)
-    if ds.n != run.data.n:
-        raise ConfigError(f"the data file holds {ds.n} samples but --n is {run.data.n}")
-    # The arrays themselves are part of the identity of a run: a re-prepared data file
-    # with other contents must not resume (or skip) a run of the old one.
-    rhash = config_hash({"run": run.hash, "data": data_digest(ds)})
-    if out is not None:
-        done = finished_run(out, rhash, overwrite)
-        if done is not None:
-            return done
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob(".*.tmp"):  # left by a write that was killed midway
-            stale.unlink()
+    r = _Run(run, out, dataset, overwrite)
+    if r.done is not None:  # this configuration already finished there
+        return r.done
+    r.setup()
+    if not r.resume():
+        r.calibrate()
+    if r.lr is None:  # no step size given, and none could be calibrated
+        return r.finish(tags)
+    steps = run.train.steps
+    bar = _Progress(steps, progress)
+    calls = 0  # steps taken by this call
+    while r.ended is None and r.t <= steps:
+        if r.step():  # the run ends at this step
+            break
+        calls += 1
+        bar.update(r.t, r.loss, f"lambda_min {r.history[-1]['lambda_min']:.3e}")
+        if r.t % run.train.checkpoint_every == 0 and r.t < steps:
+            r.checkpoint()
+        if stop_after is not None and calls >= stop_after:
+            r.checkpoint()
+            bar.close()
+            return r.interrupted()
+    bar.close()
+    return r.finish(tags)
 
-    t_start = time.perf_counter()
-    dtype = _set_precision(cfg.precision)
-    X, y = ds.tensors(dtype=dtype, device=device)
-    model_cfg = replace(run.model, d=ds.d)
-    seeds = {k: run.seeds[k] for k in ("W", "U", "a", "bias")}
-    model = DEQ(model_cfg, seeds=seeds, dtype=dtype, device=device)
-    init = {k: v.detach().clone() for k, v in model.weight_blocks().items()}
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)  # lr set below
-    loss_factor = 1.0 if cfg.loss == "half_sse" else 2.0
 
-    warm = WarmStart()
-    power = PowerNorm(model_cfg.width, seed=run.seeds["W"], iters=cfg.power_iters)
-    history: list[dict[str, Any]] = []
-    step, unconverged, elapsed_before = 0, 0, 0.0
-    resumed_from = None
-    segments: list[dict[str, Any]] = []  # one per process that worked on this run
-    ckpt = out / "checkpoint.pt" if out is not None else None
-    state = load_checkpoint(ckpt, rhash, overwrite) if ckpt is not None else None
-    if state is not None:
-        model.load_state_dict(state["params"])
-        warm.load_state_dict(state["warm"], device)
-        power.load_state_dict(state["power"])
-        history, step = state["history"], state["step"]
-        unconverged, elapsed_before = state["unconverged"], state["elapsed"]
-        calib = state["calib"]
+class _Run:
+    """One training run in progress: the model, its optimiser and all a checkpoint holds.
+
+    ``t`` is the step reached (updates taken); ``history`` the logged rows; ``status`` and
+    ``reason`` say how the run ends, and ``ended`` is that verdict once a checkpoint holds it.
+    """
+
+    def __init__(
+        self, run: RunConfig, out: str | Path | None, dataset: Dataset | None, overwrite: bool
+    ) -> None:
+        self.run, self.cfg, self.overwrite = run, run.train, overwrite
+        self.out = Path(out) if out is not None else None
+        self.device = check_device(self.cfg.device)
+        ds = dataset if dataset is not None else load_dataset(run.data)
+        if ds.n != run.data.n:
+            raise ConfigError(f"the data file holds {ds.n} samples but --n is {run.data.n}")
+        self.ds = ds
+        # The arrays themselves are part of the identity of a run: a re-prepared data file
+        # with other contents must not resume (or skip) a run of the old one.
+        self.rhash = config_hash({"run": run.hash, "data": data_digest(ds)})
+        self.done = None
+        if self.out is not None:
+            self.done = finished_run(self.out, self.rhash, overwrite)
+
+    def setup(self) -> None:
+        """The run directory, the model at init, its optimiser, the monitors, an empty log."""
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(".*.tmp"):  # left by a write that was killed midway
+                stale.unlink()
+        cfg = self.cfg
+        self.t_start = time.perf_counter()
+        dtype = set_precision(cfg.precision)
+        self.X, self.y = self.ds.tensors(dtype=dtype, device=self.device)
+        self.model_cfg = replace(self.run.model, d=self.ds.d)
+        self.seeds = {k: self.run.seeds[k] for k in MODEL_OBJECTS}
+        self.model = DEQ(self.model_cfg, seeds=self.seeds, dtype=dtype, device=self.device)
+        self.init = {k: v.detach().clone() for k, v in self.model.weight_blocks().items()}
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=1.0)  # lr set by _set_lr
+        self.loss_factor = 1.0 if cfg.loss == "half_sse" else 2.0
+        self.warm = WarmStart()
+        self.power = PowerNorm(
+            self.model_cfg.width, seed=self.run.seeds["W"], iters=cfg.power_iters
+        )
+        self.forward = released_output if cfg.gradient == "released" else deq_output
+        self.fwd_kwargs: dict[str, Any] = dict(forward=cfg.forward, backward=cfg.backward)
+        if cfg.gradient == "implicit":
+            self.fwd_kwargs["warm"] = self.warm if cfg.warm_start else None
+        self.history: list[dict[str, Any]] = []
+        self.t, self.unconverged, self.elapsed_before = 0, 0, 0.0
+        self.resumed_from: int | None = None
+        self.segments: list[dict[str, Any]] = []  # one per earlier process on this run
+        self.status, self.reason = "finished", ""
+        self.ended: tuple[str, str] | None = None
+        self.loss = math.nan  # the loss before the last update
+        self.ckpt = self.out / "checkpoint.pt" if self.out is not None else None
+
+    def resume(self) -> bool:
+        """Continue from the checkpoint of this configuration, if there is one."""
+        state = None
+        if self.ckpt is not None:
+            state = load_checkpoint(self.ckpt, self.rhash, self.overwrite)
+        if state is None:
+            return False
+        self.model.load_state_dict(state["params"])
+        self.warm.load_state_dict(state["warm"], self.device)
+        self.power.load_state_dict(state["power"])
+        self.history, self.t = state["history"], state["step"]
+        self.unconverged, self.elapsed_before = state["unconverged"], state["elapsed"]
+        self.calib = state["calib"]
         torch.set_rng_state(state["rng"]["torch"])
-        resumed_from = step
-        segments = list(state.get("segments", []))
-    else:
-        # Theta_0 is computed even for a given step: E6 predicts the loss curve from it.
-        twin = DEQ(model_cfg, seeds=seeds, dtype=torch.float64, device=device)
+        self.resumed_from = self.t
+        self.segments = list(state.get("segments", []))
+        # A checkpoint written after the loop records how it ended: a process killed between
+        # it and summary.json resumes straight to the summary instead of redoing the last step.
+        self.ended = state.get("ended")
+        if self.ended is not None:
+            self.status, self.reason = self.ended
+        self._set_lr()
+        return True
+
+    def calibrate(self) -> None:
+        """Theta_0 at init, on a float64 twin (computed even for a given step: E6 uses it)."""
+        twin = DEQ(self.model_cfg, seeds=self.seeds, dtype=torch.float64, device=self.device)
         try:
-            calib = _calibrate(twin, X, y, cfg, loss_factor)
+            self.calib = calibrate(twin, self.X, self.y, self.cfg, self.loss_factor)
         except RuntimeError as exc:  # no equilibrium at init (e.g. the width-scale bug)
-            calib = {"error": str(exc)}
+            self.calib = {"error": str(exc)}
         del twin
-    if cfg.lr is None and "calibrated_lr" not in calib:
-        reason = (
-            f"the step could not be calibrated at step 0: {calib['error']}; the layer "
-            "map is probably not a contraction. Pass --lr to train anyway."
-        )
-        summary = summarise(run, [], "diverged", reason, 0, math.nan, calib, 0)
-        summary["tags"] = dict(tags or {})
-        return write_final(out, run, rhash, summary, [], ds, device, cfg, t_start, None, [])
-    lr = cfg.lr if cfg.lr is not None else calib["calibrated_lr"]
-    for group in opt.param_groups:
-        group["lr"] = lr
-    if out is not None and state is None:
-        write_spectrum(out, calib, X, y)
+        self._set_lr()
+        if self.out is not None and self.lr is not None:
+            write_spectrum(self.out, self.calib, self.X, self.y)
 
-    forward = released_output if cfg.gradient == "released" else deq_output
-    fwd_kwargs: dict[str, Any] = dict(forward=cfg.forward, backward=cfg.backward)
-    if cfg.gradient == "implicit":
-        fwd_kwargs["warm"] = warm if cfg.warm_start else None
-    bar = _Progress(cfg.steps, progress)
-    n_logs_total = cfg.steps // cfg.log_every + 1
-    first_step = step
+    def _set_lr(self) -> None:
+        self.lr = self.cfg.lr if self.cfg.lr is not None else self.calib.get("calibrated_lr")
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
 
-    def all_segments() -> list[dict[str, Any]]:
-        """Earlier processes' segments plus this one's, for provenance across resumes."""
-        return segments + [
-            {
-                "device": device_name(device),
-                "from_step": first_step,
-                "to_step": step,
-                "wall_time_s": time.perf_counter() - t_start,
-            }
-        ]
-
-    status, reason = "finished", ""
-    # A checkpoint written after the loop records how it ended: a process killed between it
-    # and summary.json resumes straight to the summary instead of redoing the last step.
-    ended = state.get("ended") if state is not None else None
-    if ended is not None:
-        status, reason = ended
-    calls = 0
-
-    def save_checkpoint(ended: tuple[str, str] | None = None) -> None:
-        if ckpt is None:
-            return
-        atomic_torch_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config": run.to_dict(),
-                "config_hash": rhash,
-                "step": step,
-                "ended": ended,
-                "params": model.state_dict(),
-                "warm": warm.state_dict(),
-                "power": power.state_dict(),
-                "history": history,
-                "unconverged": unconverged,
-                "segments": all_segments(),
-                "elapsed": elapsed_before + time.perf_counter() - t_start,
-                "calib": calib,
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                },
-            },
-            ckpt,
-        )
-        write_csv(out / "history.csv", history, HISTORY_COLUMNS)
-
-    while ended is None and step <= cfg.steps:
+    def step(self) -> bool:
+        """Forward, log, backward, update; True when the run ends at this step."""
+        cfg = self.cfg
         stats = SolveStats()
-        out_f = forward(model, X, stats=stats, **fwd_kwargs)
-        loss = _loss(out_f, y, cfg.loss)
+        out_f = self.forward(self.model, self.X, stats=stats, **self.fwd_kwargs)
+        loss = _loss(out_f, self.y, cfg.loss)
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):  # logged as such, without eigensolvers on NaNs
-            history.append(
+            self.history.append(
                 {
-                    "step": step,
+                    "step": self.t,
                     "loss": loss_value,
                     "fwd_iters": stats.forward.iterations,
                     "fwd_residual": stats.forward.residual,
                     "fwd_converged": int(stats.forward.converged),
                 }
             )
-            status, reason = "diverged", f"non-finite loss at step {step}"
-            break
-        logged = step % cfg.log_every == 0 or step == cfg.steps
-        row: dict[str, Any] | None = None
-        if logged:
-            n_log = len(history)
-            audit = (
-                n_log == 0
-                or step == cfg.steps
-                or (cfg.audit_every and n_log % cfg.audit_every == 0)
-            )
-            row = _monitor(model, stats, init, power, loss_value, step, audit, cfg)
-            history.append(row)
+            return self._end("diverged", f"non-finite loss at step {self.t}")
+        row = self.log(stats, loss_value)
         fwd_ok = stats.forward.converged
-        if step == cfg.steps:
-            break
-        opt.zero_grad(set_to_none=True)
+        if self.t == cfg.steps:  # the last step is logged, not taken
+            return True
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
         bwd_ok = stats.backward.converged if stats.backward is not None else True
         if row is not None and stats.backward is not None:
@@ -370,53 +348,112 @@ def train(
                 bwd_residual=stats.backward.residual,
                 bwd_converged=int(bwd_ok),
             )
-        unconverged = 0 if (fwd_ok and bwd_ok) else unconverged + 1
-        if unconverged >= cfg.patience:
+        self.unconverged = 0 if (fwd_ok and bwd_ok) else self.unconverged + 1
+        if self.unconverged >= cfg.patience:
             which = "forward" if not fwd_ok else "backward"
             res = stats.forward if not fwd_ok else stats.backward
-            status = "diverged"
+            return self._end(
+                "diverged",
+                f"{which} solver did not converge for {self.unconverged} consecutive steps "
+                f"(last residual {res.residual:.2e} > tol) at step {self.t}",
+            )
+        self.opt.step()
+        self.t += 1
+        self.loss = loss_value
+        return False
+
+    def _end(self, status: str, reason: str) -> bool:
+        self.status, self.reason = status, reason
+        return True
+
+    def log(self, stats: SolveStats, loss: float) -> dict[str, Any] | None:
+        """Append the monitoring row of this step if it is a logged one (and return it)."""
+        cfg = self.cfg
+        if not (self.t % cfg.log_every == 0 or self.t == cfg.steps):
+            return None
+        n_log = len(self.history)
+        audit = (
+            n_log == 0 or self.t == cfg.steps or (cfg.audit_every and n_log % cfg.audit_every == 0)
+        )
+        row = log_row(self.model, stats, self.init, self.power, loss, self.t, audit, cfg)
+        self.history.append(row)
+        return row
+
+    def _all_segments(self) -> list[dict[str, Any]]:
+        """Earlier processes' segments plus this one's, for provenance across resumes."""
+        return self.segments + [
+            {
+                "device": device_name(self.device),
+                "from_step": self.resumed_from or 0,
+                "to_step": self.t,
+                "wall_time_s": time.perf_counter() - self.t_start,
+            }
+        ]
+
+    def checkpoint(self, ended: tuple[str, str] | None = None) -> None:
+        """Write checkpoint.pt (atomically) and history.csv so far; ``ended``: how it ended."""
+        if self.ckpt is None:
+            return
+        atomic_torch_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": self.run.to_dict(),
+                "config_hash": self.rhash,
+                "step": self.t,
+                "ended": ended,
+                "params": self.model.state_dict(),
+                "warm": self.warm.state_dict(),
+                "power": self.power.state_dict(),
+                "history": self.history,
+                "unconverged": self.unconverged,
+                "segments": self._all_segments(),
+                "elapsed": self.elapsed_before + time.perf_counter() - self.t_start,
+                "calib": self.calib,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                },
+            },
+            self.ckpt,
+        )
+        write_csv(self.out / "history.csv", self.history, HISTORY_COLUMNS)
+
+    def interrupted(self) -> RunResult:
+        return RunResult(
+            summary={"status": "interrupted", "step": self.t},
+            history=self.history,
+            resumed_from=self.resumed_from,
+            skipped=False,
+        )
+
+    def finish(self, tags: dict[str, str] | None) -> RunResult:
+        """Summarise, record the end in the checkpoint, write history.csv and summary.json."""
+        run, cfg = self.run, self.cfg
+        if self.lr is None:  # diverged at step 0: nothing was trained
             reason = (
-                f"{which} solver did not converge for {unconverged} consecutive steps "
-                f"(last residual {res.residual:.2e} > tol) at step {step}"
+                f"the step could not be calibrated at step 0: {self.calib['error']}; the layer "
+                "map is probably not a contraction. Pass --lr to train anyway."
             )
-            break
-        opt.step()
-        step += 1
-        calls += 1
-        bar.update(step, loss_value, f"lambda_min {history[-1]['lambda_min']:.3e}")
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            save_checkpoint()
-        if stop_after is not None and calls >= stop_after:
-            save_checkpoint()
-            bar.close()
-            return RunResult(
-                summary={"status": "interrupted", "step": step},
-                history=history,
-                resumed_from=resumed_from,
-                skipped=False,
-            )
-    bar.close()
-
-    summary = summarise(run, history, status, reason, step, lr, calib, n_logs_total)
-    summary["tags"] = dict(tags or {})
-    if out is not None and ended is None:
-        save_checkpoint(ended=(status, reason))
-    return write_final(
-        out,
-        run,
-        rhash,
-        summary,
-        history,
-        ds,
-        device,
-        cfg,
-        t_start - elapsed_before,
-        resumed_from,
-        all_segments(),
-    )
+            summary = summarise(run, [], "diverged", reason, 0, math.nan, self.calib, 0)
+            summary["tags"] = dict(tags or {})
+            return write_final(
+                self.out, run, self.rhash, summary, [], self.ds, self.device, cfg,
+                self.t_start, None, [],
+            )  # fmt: skip
+        n_logs_total = cfg.steps // cfg.log_every + 1
+        summary = summarise(
+            run, self.history, self.status, self.reason, self.t, self.lr, self.calib, n_logs_total
+        )
+        summary["tags"] = dict(tags or {})
+        if self.out is not None and self.ended is None:
+            self.checkpoint(ended=(self.status, self.reason))
+        return write_final(
+            self.out, run, self.rhash, summary, self.history, self.ds, self.device, cfg,
+            self.t_start - self.elapsed_before, self.resumed_from, self._all_segments(),
+        )  # fmt: skip
 
 
-def _monitor(
+def log_row(
     model: DEQ,
     stats: SolveStats,
     init: dict,

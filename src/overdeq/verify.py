@@ -1,6 +1,7 @@
 """Check each claim of the paper against the tables the workflow produced.
 
-A claims file (config/claims.yaml) lists claims, each with checks. A check names a table
+The claims (config/claims.yaml, which the workflow reads and hands over as JSON: this
+package never reads YAML) list claims, each with checks. A check names a table
 (a CSV under results/<tier>/), optionally filters its rows (``where``: a mapping of column ->
 value, a pandas query string, or a list of those applied in turn), evaluates a column expression (``value``), reduces it
 (``reduce``: min, max, mean, median, fraction, count, or each = every row on its own) and
@@ -22,13 +23,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from .theory import loglog_slope
 
 __all__ = [
     "Check",
     "Claim",
     "CheckResult",
-    "load_claims",
+    "parse_claims",
     "run_checks",
     "format_table",
     "REDUCERS",
@@ -114,22 +116,21 @@ class Report:
         }
 
 
-def load_claims(path: str | Path) -> list[Claim]:
-    """Parse and validate a claims file; errors name the claim/check and the problem."""
-    data = yaml.safe_load(Path(path).read_text())
+def parse_claims(data: Any, source: str = "the claims") -> list[Claim]:
+    """Validate parsed claims ({"claims": [...]}); errors name the source, claim and check."""
     if not isinstance(data, dict) or "claims" not in data:
-        raise ValueError(f"{path}: expected a mapping with a 'claims' list")
+        raise ValueError(f"{source}: expected a mapping with a 'claims' list")
     claims = []
     for c in data["claims"]:
         missing = {"id", "statement", "checks"} - set(c)
         if missing:
-            raise ValueError(f"{path}: claim {c.get('id', '?')} lacks {sorted(missing)}")
+            raise ValueError(f"{source}: claim {c.get('id', '?')} lacks {sorted(missing)}")
         checks = []
         for k in c["checks"]:
             unknown = set(k) - set(Check.__dataclass_fields__)
             if unknown:
                 raise ValueError(
-                    f"{path}: check {k.get('id', '?')} has unknown keys "
+                    f"{source}: check {k.get('id', '?')} has unknown keys "
                     f"{sorted(unknown)}; allowed: {sorted(Check.__dataclass_fields__)}"
                 )
             checks.append(Check(**k))
@@ -180,12 +181,7 @@ def _filter(df: pd.DataFrame, where: Any) -> pd.DataFrame:
 def _reduce(check: Check, rows: pd.DataFrame) -> float:
     values = pd.Series(rows.eval(check.value, engine="python"), index=rows.index).astype(float)
     if check.reduce == "slope":  # least-squares slope of log(value) on log(against)
-        x = np.log(rows[check.against].astype(float).to_numpy())
-        y = np.log(values.to_numpy())
-        ok = np.isfinite(x) & np.isfinite(y)
-        if ok.sum() < 2 or np.ptp(x[ok]) == 0:
-            return math.nan
-        return float(np.polyfit(x[ok], y[ok], 1)[0])
+        return loglog_slope(rows[check.against].astype(float), values)[0]
     reducers = {
         "min": np.min,
         "max": np.max,
@@ -236,18 +232,8 @@ def run_checks(claims: list[Claim], results_dir: str | Path, tier: str) -> Repor
         for check in claim.checks:
             path = results_dir / check.table
             if not path.is_file():
-                res = CheckResult(
-                    claim.id,
-                    check.id,
-                    check.what,
-                    check.experiment,
-                    check.table,
-                    "n/a",
-                    None,
-                    "",
-                    0,
-                    note=f"{path} not produced by this tier",
-                )
+                status, value, cond, n = "n/a", None, "", 0
+                note = f"{path} not produced by this tier"
             else:
                 if check.table not in cache:
                     cache[check.table] = pd.read_csv(path)
@@ -256,18 +242,10 @@ def run_checks(claims: list[Claim], results_dir: str | Path, tier: str) -> Repor
                     note = "" if n else "no rows match the filter"
                 except Exception as exc:  # a malformed check is a failed check, with the reason
                     status, value, cond, n, note = "FAIL", None, "", 0, f"error: {exc}"
-                res = CheckResult(
-                    claim.id,
-                    check.id,
-                    check.what,
-                    check.experiment,
-                    check.table,
-                    status,
-                    value,
-                    cond,
-                    n,
-                    note,
-                )
+            res = CheckResult(
+                claim.id, check.id, check.what, check.experiment, check.table,
+                status, value, cond, n, note,
+            )  # fmt: skip
             report.checks.append(res)
             statuses.append(res.status)
         ran = [s for s in statuses if s != "n/a"]

@@ -22,6 +22,7 @@ localrules:
     fig_init_condition,
     fig_wellposed,
     tab_kernels,
+    claims_json,
     verify_claims,
     verify,
     tab_claims,

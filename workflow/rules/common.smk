@@ -1,4 +1,5 @@
 # Shared set-up: validate the config, then small named helpers the rules call by name.
+import json
 from pathlib import Path
 
 import yaml
@@ -34,26 +35,6 @@ RAW_FILES = {
     "cifar10": [f"{DATA_ROOT}/raw/cifar-10/cifar-10-python.tar.gz"],
 }
 
-# the option names of `overdeq train` for the keys a training setting may carry
-_TRAIN_FLAGS = {
-    "mode": "--mode",
-    "lr": "--lr",
-    "lr_scale": "--lr-scale",
-    "steps": "--steps",
-    "tol": "--tol",
-    "max_iter": "--max-iter",
-    "solver": "--solver",
-    "sigma_w": "--sigma-w",
-    "width_scale": "--width-scale",
-    "loss": "--loss",
-    "gradient": "--gradient",
-}
-_TRAIN_SWITCHES = {  # booleans: --flag / --no-flag
-    "biases": "--biases",
-    "warm_start": "--warm-start",
-    "legacy_readouts": "--legacy-readouts",
-}
-
 
 def raw_root(wildcards, output):
     """The data root of a raw file: <root>/raw/<data set>/<file>."""
@@ -70,6 +51,17 @@ PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
 def results_root(wildcards, output):
     """results/<tier>, read off the path of an output that lives directly in it."""
     return str(Path(output[0]).parent)
+
+
+def random_deq_table(experiment, name):
+    """results/<tier>/random_deq/<experiment>/<name>: rows.csv, summary.csv or meta.json."""
+    return f"{RES}/random_deq/{experiment}/{name}"
+
+
+def yaml_to_json(source, target):
+    """Write the YAML file ``source`` as JSON (the package reads JSON, never YAML)."""
+    data = yaml.safe_load(Path(source).read_text())
+    Path(target).write_text(json.dumps(data, indent=1) + "\n")
 
 
 def verify_inputs():
@@ -184,19 +176,15 @@ def train_args(wildcards):
     ]
     for key, raw in setting.items():
         value = per_dataset(raw, wildcards.dataset, key, wildcards.setting)
-        if key == "width_scale_ratio":
-            args.append(f"--width-scale {max(1, round(width / value))}")
-        elif key in _TRAIN_FLAGS:
-            args.append(f"{_TRAIN_FLAGS[key]} {value}")
-        elif key == "allow_expansive":
-            args.append("--allow-expansive" if value else "")
-        elif key in _TRAIN_SWITCHES:
-            flag = _TRAIN_SWITCHES[key]
-            if value:
-                args.append(flag)
-            elif key != "legacy_readouts":
-                args.append(f"--no-{flag[2:]}")
-    return " ".join(a for a in args if a)
+        if key == "width_scale_ratio":  # trained width / width in the scale
+            key, value = "width_scale", max(1, round(width / value))
+        # every other key is a knob of overdeq's make_run_config, whose flag is --<knob>
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            args.append(f"{flag} {value}")
+    return " ".join(args)
 
 
 def train_grid():

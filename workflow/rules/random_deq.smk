@@ -1,13 +1,12 @@
 # Random-DEQ analysis (E1, E2, E3, E10): infinite-width kernels against finite-width random
 # DEQs and weight-untied networks. Jobs call `overdeq random-deq`; scripts draw and tabulate.
 #
-#   results/<tier>/random_deq/eX/rows.csv      one row per measurement    (rule random_deq_eX)
-#   results/<tier>/random_deq/eX/summary.csv   slopes, probabilities, ... (rule random_deq_eX)
-#   figures/fig_*.pdf, paper/generated/tab_kernels.tex                    (rule of that name)
-import json
+#   results/<tier>/random_deq/eX/rows.csv     one row per measurement (rule random_deq; E10:
+#                                             random_deq_e10)
+#   results/<tier>/random_deq/eX/summary.csv  slopes, probabilities, ... (rule random_deq)
+#   figures/fig_*.pdf, paper/generated/tab_kernels.tex                   (rule of that name)
 
 RANDOM_DEQ = config["random_deq"]
-RANDOM_DEQ_DIR = f"{RES}/random_deq"
 RANDOM_DEQ_GPUS = 0 if RANDOM_DEQ["device"] == "cpu" else 1
 RANDOM_DEQ_EXPERIMENTS = ("e1", "e2", "e3", "e10")
 # each experiment's parameters, as the JSON object `overdeq random-deq` reads
@@ -35,79 +34,33 @@ FIG_WELLPOSED = paper_artefact("fig_wellposed")
 TAB_KERNELS = paper_artefact("tab_kernels", kind="table")
 
 
-rule random_deq_e1:
+# E1, E2 and E3 sample random DEQs (m x m weights, on random_deq.device). Per-experiment
+# cluster resources: profiles/slurm/config.yaml addresses them through `wildcards.experiment`.
+rule random_deq:
     input:
-        raw=RANDOM_DEQ_RAW["e1"],
+        raw=lambda wildcards: RANDOM_DEQ_RAW[wildcards.experiment],
     output:
-        rows=f"{RANDOM_DEQ_DIR}/e1/rows.csv",
-        summary=f"{RANDOM_DEQ_DIR}/e1/summary.csv",
-        meta=f"{RANDOM_DEQ_DIR}/e1/meta.json",
+        rows=random_deq_table("{experiment}", "rows.csv"),
+        summary=random_deq_table("{experiment}", "summary.csv"),
+        meta=random_deq_table("{experiment}", "meta.json"),
     log:
-        f"{LOGS}/random_deq/e1.log",
+        f"{LOGS}/random_deq/{{experiment}}.log",
     benchmark:
-        f"{BENCH}/random_deq/e1.tsv"
+        f"{BENCH}/random_deq/{{experiment}}.tsv"
+    wildcard_constraints:
+        experiment="e1|e2|e3",
     conda:
         ENV_PY
     threads: COMPUTE["threads"]
     resources:
         gpu=RANDOM_DEQ_GPUS,
     params:
-        json=RANDOM_DEQ_JSON["e1"],
+        json=lambda wildcards: RANDOM_DEQ_JSON[wildcards.experiment],
         device=RANDOM_DEQ["device"],
     shell:
-        "OVERDEQ_OFFLINE=1 overdeq random-deq e1 --params-json '{params.json}' --device {params.device}"
-        " --out {output.rows} --summary {output.summary} --meta {output.meta}"
-        " --threads {threads} > {log} 2>&1"
-
-
-rule random_deq_e2:
-    input:
-        raw=RANDOM_DEQ_RAW["e2"],
-    output:
-        rows=f"{RANDOM_DEQ_DIR}/e2/rows.csv",
-        summary=f"{RANDOM_DEQ_DIR}/e2/summary.csv",
-        meta=f"{RANDOM_DEQ_DIR}/e2/meta.json",
-    log:
-        f"{LOGS}/random_deq/e2.log",
-    benchmark:
-        f"{BENCH}/random_deq/e2.tsv"
-    conda:
-        ENV_PY
-    threads: COMPUTE["threads"]
-    resources:
-        gpu=RANDOM_DEQ_GPUS,
-    params:
-        json=RANDOM_DEQ_JSON["e2"],
-        device=RANDOM_DEQ["device"],
-    shell:
-        "OVERDEQ_OFFLINE=1 overdeq random-deq e2 --params-json '{params.json}' --device {params.device}"
-        " --out {output.rows} --summary {output.summary} --meta {output.meta}"
-        " --threads {threads} > {log} 2>&1"
-
-
-rule random_deq_e3:
-    input:
-        raw=RANDOM_DEQ_RAW["e3"],
-    output:
-        rows=f"{RANDOM_DEQ_DIR}/e3/rows.csv",
-        summary=f"{RANDOM_DEQ_DIR}/e3/summary.csv",
-        meta=f"{RANDOM_DEQ_DIR}/e3/meta.json",
-    log:
-        f"{LOGS}/random_deq/e3.log",
-    benchmark:
-        f"{BENCH}/random_deq/e3.tsv"
-    conda:
-        ENV_PY
-    threads: COMPUTE["threads"]
-    resources:
-        gpu=RANDOM_DEQ_GPUS,
-    params:
-        json=RANDOM_DEQ_JSON["e3"],
-        device=RANDOM_DEQ["device"],
-    shell:
-        "OVERDEQ_OFFLINE=1 overdeq random-deq e3 --params-json '{params.json}' --device {params.device}"
-        " --out {output.rows} --summary {output.summary} --meta {output.meta}"
-        " --threads {threads} > {log} 2>&1"
+        "OVERDEQ_OFFLINE=1 overdeq random-deq {wildcards.experiment} --params-json '{params.json}'"
+        " --device {params.device} --out {output.rows} --summary {output.summary}"
+        " --meta {output.meta} --threads {threads} > {log} 2>&1"
 
 
 # E10 computes kernels only (no m x m weights): it runs on the CPU and has no summary, its
@@ -116,8 +69,8 @@ rule random_deq_e10:
     input:
         raw=RANDOM_DEQ_RAW["e10"],
     output:
-        rows=f"{RANDOM_DEQ_DIR}/e10/rows.csv",
-        meta=f"{RANDOM_DEQ_DIR}/e10/meta.json",
+        rows=random_deq_table("e10", "rows.csv"),
+        meta=random_deq_table("e10", "meta.json"),
     log:
         f"{LOGS}/random_deq/e10.log",
     benchmark:
@@ -134,8 +87,8 @@ rule random_deq_e10:
 
 rule fig_kernel_limit:
     input:
-        rows=rules.random_deq_e1.output.rows,
-        summary=rules.random_deq_e1.output.summary,
+        rows=random_deq_table("e1", "rows.csv"),
+        summary=random_deq_table("e1", "summary.csv"),
     output:
         figure=FIG_KERNEL_LIMIT["figure"],
         values=FIG_KERNEL_LIMIT["values"],
@@ -153,8 +106,8 @@ rule fig_kernel_limit:
 
 rule fig_init_condition:
     input:
-        rows=rules.random_deq_e2.output.rows,
-        summary=rules.random_deq_e2.output.summary,
+        rows=random_deq_table("e2", "rows.csv"),
+        summary=random_deq_table("e2", "summary.csv"),
     output:
         figure=FIG_INIT_CONDITION["figure"],
         values=FIG_INIT_CONDITION["values"],
@@ -172,9 +125,9 @@ rule fig_init_condition:
 
 rule fig_wellposed:
     input:
-        rows=rules.random_deq_e3.output.rows,
-        summary=rules.random_deq_e3.output.summary,
-        meta=rules.random_deq_e3.output.meta,
+        rows=random_deq_table("e3", "rows.csv"),
+        summary=random_deq_table("e3", "summary.csv"),
+        meta=random_deq_table("e3", "meta.json"),
     output:
         figure=FIG_WELLPOSED["figure"],
         values=FIG_WELLPOSED["values"],

@@ -4,8 +4,8 @@
     overdeq data prepare --data NAME --n N --data-seed S [--classes 0 1] [--labels uniform]
                          [--data-root data] [--no-download] --out FILE.npz
 
-``prepare`` derives its seeds exactly as ``overdeq train`` does (``derive_seed(data_seed,
-"data")`` for the subset, ``derive_seed(data_seed, "labels")`` for the targets), so
+``prepare`` derives its seeds exactly as ``overdeq train`` does (``seeding.data_seeds``:
+``derive_seed(data_seed, "data")`` for the subset, ``"labels"`` for the targets), so
 ``overdeq train --data-file FILE.npz`` and ``overdeq train --data NAME`` with the same flags
 see identical arrays. The .npz is written atomically and only after every check passed: a
 failed run leaves a previously prepared file untouched.
@@ -19,19 +19,37 @@ import sys
 from pathlib import Path
 
 from ..argtypes import positive_int
+from ..seeding import data_seeds
 from .core import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .download import network_allowed
 
-__all__ = ["register", "FETCHABLE"]
+__all__ = ["register", "add_selection_args", "FETCHABLE"]
 
 FETCHABLE = ("mnist", "cifar10")
+
+
+def add_selection_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--d, --classes and --labels, with DataSpec's defaults (train and data prepare)."""
+    p.add_argument(
+        "--d",
+        type=positive_int("--d"),
+        default=None,
+        help="input dimension (synthetic data sets only; identity: d = n)",
+    )
+    p.add_argument("--classes", type=int, nargs="+", default=list(DataSpec.classes))
+    p.add_argument(
+        "--labels",
+        choices=list(LABEL_KINDS),
+        default=DataSpec.labels,
+        help="uniform: y ~ U(0,1) as in the paper; pm1: -1/+1 for the two classes",
+    )
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-root",
-        default="data",
-        help="folder holding raw/mnist/ and raw/cifar-10/ (default: data)",
+        default=DataSpec.root,
+        help=f"folder holding raw/mnist/ and raw/cifar-10/ (default: {DataSpec.root})",
     )
     p.add_argument(
         "--download",
@@ -55,24 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = data_sub.add_parser("prepare", help="select, normalise and label a data set; write .npz")
     q.add_argument("--data", required=True, choices=list(DATASETS))
     q.add_argument("--n", type=positive_int("--n"), required=True, help="number of samples")
-    q.add_argument(
-        "--d",
-        type=positive_int("--d"),
-        default=None,
-        help="input dimension (synthetic data sets only)",
-    )
+    add_selection_args(q)
     q.add_argument(
         "--data-seed",
         type=int,
         default=0,
         help="seed of the subset and the labels (same meaning as in 'train')",
-    )
-    q.add_argument("--classes", type=int, nargs="+", default=[0, 1])
-    q.add_argument(
-        "--labels",
-        choices=list(LABEL_KINDS),
-        default="uniform",
-        help="uniform: y ~ U(0,1) as in the paper; pm1: -1/+1 for the two classes",
     )
     _add_source_args(q)
     q.add_argument("--out", type=Path, required=True, help="prepared file to write (.npz)")
@@ -94,16 +100,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from ..train import derive_seed
-
     if args.out.suffix != ".npz":
         raise ValueError(f"--out {args.out} must end in .npz (it is written with numpy.savez)")
     spec = DataSpec(
         name=args.data,
         n=args.n,
         d=args.d,
-        seed=derive_seed(args.data_seed, "data"),
-        label_seed=derive_seed(args.data_seed, "labels"),
+        **data_seeds(args.data_seed),
         labels=args.labels,
         classes=tuple(args.classes),
         root=args.data_root,

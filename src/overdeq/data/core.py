@@ -4,7 +4,7 @@ Every loader takes a :class:`DataSpec` and returns a :class:`Dataset` whose rows
 float64 inputs and whose targets follow ``spec.labels``. The trainer only ever sees a
 ``Dataset``, so a new source plugs in by adding one loader to :data:`LOADERS`.
 
-Randomness is split by purpose (shared/science.md section 6): ``spec.seed`` drives the
+Randomness is split by purpose (docs/science.md, Numerics): ``spec.seed`` drives the
 choice of inputs (subset, Gaussian draws) and ``spec.label_seed`` the random labels, so
 changing one never reshuffles the other, and nothing here depends on the model's width.
 """

@@ -1,7 +1,7 @@
 """From a labelled image collection to a :class:`Dataset`, the same way for every source.
 
-digits, MNIST and CIFAR-10 share the preparation of the paper's experiments (shared/
-science.md sections 3 and 5): pick a class-balanced subset of n images of ``spec.classes``
+digits, MNIST and CIFAR-10 share the preparation of the paper's experiments (docs/science.md,
+The released code and The experiments): pick a class-balanced subset of n images of ``spec.classes``
 with ``spec.seed``, map each image to a feature vector (identity, or grayscale for colour),
 flatten, scale each row to unit L2 norm, and draw targets y ~ U(0, 1) with
 ``spec.label_seed`` (or +-1 by class).
