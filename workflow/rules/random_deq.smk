@@ -138,6 +138,7 @@ rule fig_kernel_limit:
         summary=rules.random_deq_e1.output.summary,
     output:
         figure=FIG_KERNEL_LIMIT["figure"],
+        png=FIG_KERNEL_LIMIT["png"],
         values=FIG_KERNEL_LIMIT["values"],
     log:
         f"{LOGS}/figures/fig_kernel_limit.log",
@@ -145,8 +146,6 @@ rule fig_kernel_limit:
         f"{BENCH}/figures/fig_kernel_limit.tsv"
     conda:
         ENV_PY
-    params:
-        tier=TIER,
     script:
         "../../scripts/fig_kernel_limit.py"
 
@@ -157,6 +156,7 @@ rule fig_init_condition:
         summary=rules.random_deq_e2.output.summary,
     output:
         figure=FIG_INIT_CONDITION["figure"],
+        png=FIG_INIT_CONDITION["png"],
         values=FIG_INIT_CONDITION["values"],
     log:
         f"{LOGS}/figures/fig_init_condition.log",
@@ -164,8 +164,6 @@ rule fig_init_condition:
         f"{BENCH}/figures/fig_init_condition.tsv"
     conda:
         ENV_PY
-    params:
-        tier=TIER,
     script:
         "../../scripts/fig_init_condition.py"
 
@@ -177,6 +175,7 @@ rule fig_wellposed:
         meta=rules.random_deq_e3.output.meta,
     output:
         figure=FIG_WELLPOSED["figure"],
+        png=FIG_WELLPOSED["png"],
         values=FIG_WELLPOSED["values"],
     log:
         f"{LOGS}/figures/fig_wellposed.log",
@@ -185,7 +184,7 @@ rule fig_wellposed:
     conda:
         ENV_PY
     params:
-        tier=TIER,
+        sigma_w=RANDOM_DEQ["e1"]["sigma_w"],  # the paper's initialisation
     script:
         "../../scripts/fig_wellposed.py"
 
@@ -203,6 +202,6 @@ rule tab_kernels:
     conda:
         ENV_PY
     params:
-        tier=TIER,
+        sigma_w=RANDOM_DEQ["e1"]["sigma_w"],  # the paper's initialisation
     script:
         "../../scripts/tab_kernels.py"
