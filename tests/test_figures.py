@@ -32,6 +32,7 @@ from overdeq_figures import (  # noqa: E402
     read_table,
     repo_root,
     save_figure,
+    style,
 )
 
 from figure_fixtures import write_results  # noqa: E402
@@ -226,7 +227,13 @@ def drawn(tmp_path_factory):
     (root / "paper").symlink_to(REPO / "paper")  # tab_claims reads which macros it cites
     write_results(root, TIER)
     out = {}
+    render = style._render
+
+    def pdf_only(fig, fmt):  # PNGs are tested once above; drawing each here doubles the time
+        return render(fig, fmt) if fmt != "png" else b"\x89PNG (not drawn in this test)"
+
     with pytest.MonkeyPatch.context() as mp, matplotlib.rc_context():
+        mp.setattr(style, "_render", pdf_only)
         mp.setenv("OVERDEQ_ROOT", str(root))
         mp.setenv("OVERDEQ_TIER", TIER)
         mp.delenv("OVERDEQ_OUT", raising=False)
