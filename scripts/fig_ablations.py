@@ -14,8 +14,8 @@
 # %% [markdown]
 # # Figure `fig_ablations` (E7): what the released code's quirks change
 #
-# The released scripts differ from the paper's setting in four ways (shared/science.md,
-# section 3). One panel each:
+# The released scripts differ from the paper's setting in four ways (paper/sections/quirks.tex). One
+# panel each:
 # (a) solver tolerance: gradient error at init against the exact implicit gradient, for
 #     the released Anderson solver and for ours, across tolerances (released: 1e-2);
 # (b) learning rate: the released algorithm with its learning rate, with a tight solver
@@ -26,36 +26,37 @@
 #     expansive: the Lipschitz bound s ||W||_2 of the layer map at init, and what happened.
 #
 # Inputs: aggregated training tables, `results/<tier>/ablations/gradient_error.csv`.
-# Outputs: `figures/fig_ablations.pdf`, `results/<tier>/values/fig_ablations.json`.
+# Outputs: `figures/fig_ablations.{pdf,png}`, `results/<tier>/values/fig_ablations.json`.
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
 
-from overdeq.plotting import latex_number, save_figure, use_style, write_values
+from overdeq.values import latex_number
+from overdeq_figures import TEXT_WIDTH, label, label_panels, open_job, plain_log_labels, use_style
+
+# %% [markdown]
+# Parameters: under Snakemake from the rule; by hand the defaults below (the ablation grid of
+# config/config.yaml).
+
+# %% tags=["parameters"]
+# by hand: reads results/$OVERDEQ_TIER/ (default quick), writes scratch/<tier>/
+job = open_job(
+    "fig_ablations",
+    globals().get("snakemake"),
+    kind="figure",
+    inputs={
+        "runs": "results/{tier}/aggregate/train_runs.csv",
+        "history": "results/{tier}/aggregate/train_history.csv",
+        "gradient_error": "results/{tier}/ablations/gradient_error.csv",
+    },
+    params={"dataset": "identity", "width": 640, "seed": 0},
+)
 
 # %%
-try:
-    RUNS, HISTORY = snakemake.input.runs, snakemake.input.history  # noqa: F821
-    GRADIENT_ERROR = snakemake.input.gradient_error  # noqa: F821
-    FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
-    DATASET, WIDTH = snakemake.params.dataset, int(snakemake.params.width)  # noqa: F821
-    SEED = int(snakemake.params.seed)  # noqa: F821
-except NameError:
-    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
-    RUNS = f"results/{TIER}/aggregate/train_runs.csv"
-    HISTORY = f"results/{TIER}/aggregate/train_history.csv"
-    GRADIENT_ERROR = f"results/{TIER}/ablations/gradient_error.csv"
-    FIGURE, VALUES = "figures/fig_ablations.pdf", f"results/{TIER}/values/fig_ablations.json"
-    DATASET, WIDTH, SEED = "identity", 640, 0
-
-runs = pd.read_csv(RUNS)
-history = pd.read_csv(HISTORY)
-gerr = pd.read_csv(GRADIENT_ERROR)
+DATASET, WIDTH, SEED = job.params["dataset"], int(job.params["width"]), int(job.params["seed"])
+runs, history, gerr = job.table("runs"), job.table("history"), job.table("gradient_error")
 use_style()
 
 # %% [markdown]
@@ -63,12 +64,10 @@ use_style()
 
 # %%
 sel = (history["dataset"] == DATASET) & (history["width"] == WIDTH) & (history["seed"] == SEED)
-curves = history[
-    sel
-    & history["setting"].isin(
-        ["calibrated", "released", "released_tight", "released_calibrated_lr"]
-    )
-]
+SETTINGS = ["calibrated", "released", "released_tight", "released_calibrated_lr"]
+curves = history[sel & history["setting"].isin(SETTINGS)].assign(
+    setting=lambda d: d["setting"].map(label)
+)
 released = history[(history["setting"] == "released") & history["lambda_min_legacy"].notna()]
 readout = released.assign(ratio=released["lambda_min_legacy"] / released["lambda_min"])
 bug_run = runs[
@@ -76,44 +75,66 @@ bug_run = runs[
 ]
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(7.4, 2.2), constrained_layout=True)
+fig, axes = plt.subplots(2, 2, figsize=(TEXT_WIDTH, 4.2))
+ax = axes[0, 0]
 allblocks = gerr[gerr["block"] == "all"]
-sns.lineplot(data=allblocks, x="tol", y="rel_error", hue="method", marker="o", ax=axes[0])
-axes[0].axvline(1e-2, color="0.5", ls=":", lw=0.8)
-axes[0].set(
+sns.lineplot(
+    data=allblocks.assign(method=allblocks["method"].map(label)),
+    x="tol",
+    y="rel_error",
+    hue="method",
+    marker="o",
+    ax=ax,
+)
+ax.axvline(1e-2, color="0.5", ls=":", lw=0.8)
+ax.set(
     xscale="log",
     yscale="log",
     xlabel="solver tolerance",
     ylabel=r"$\|g-g^\ast\|/\|g^\ast\|$",
-    title="(a) gradient error",
 )
-axes[0].legend(frameon=False, fontsize=6)
-sns.lineplot(data=curves, x="step", y="loss", hue="setting", ax=axes[1], lw=0.9)
-axes[1].set(yscale="log", xlabel="GD step $t$", ylabel="loss", title="(b) learning rate")
-axes[1].legend(frameon=False, fontsize=5)
+ax.legend(title=None, loc="upper left")
+
+ax = axes[0, 1]
+order = [label(s) for s in SETTINGS]  # one colour and one dash pattern per setting
+styled = dict(hue="setting", style="setting", hue_order=order, style_order=order)
+sns.lineplot(data=curves, x="step", y="loss", ax=ax, **styled)
+ax.set(yscale="log", xlabel="GD step $t$", ylabel="loss")
+ax.legend(title=None, loc="lower left")
+
+ax = axes[1, 0]
 sns.lineplot(
-    data=readout, x="step", y="ratio", units="run", estimator=None, ax=axes[2], lw=0.7, color="C3"
+    data=readout, x="step", y="ratio", units="run", estimator=None, ax=ax, lw=0.7, color="C3"
 )
-axes[2].axhline(1.0, color="0.4", ls=":", lw=0.8)
-axes[2].set(
-    yscale="log",
-    xlabel="GD step $t$",
-    ylabel="logged / true $\\lambda_{\\min}$",
-    title="(c) eig readout",
-)
+ax.axhline(1.0, color="0.4", ls=":", lw=0.8)
+ax.set(yscale="log", xlabel="GD step $t$", ylabel=r"logged / true $\lambda_{\min}$")
+plain_log_labels(ax)
+
+ax = axes[1, 1]
 init = history[sel & (history["step"] == 0) & history["setting"].isin(["released", "width_bug"])]
 bars = init.groupby("setting")["lipschitz"].first()
-axes[3].bar(list(bars.index), list(bars.values), color=["C0", "C3"][: len(bars)])
-axes[3].axhline(1.0, color="0.4", ls=":", lw=0.8)
-axes[3].set(ylabel=r"$s\,\|W_0\|_2$ (Lipschitz bound)", title="(d) width-scale bug")
-if len(bug_run):
-    axes[3].annotate(
+ax.bar(
+    [label(s).replace(", ", ",\n") for s in bars.index],
+    list(bars.values),
+    color=["C0", "C3"][: len(bars)],
+    width=0.5,
+)
+ax.axhline(1.0, color="0.4", ls=":", lw=0.8)
+ax.text(0, 1.05, "contraction limit", va="bottom", ha="center", color="0.3")
+ax.set(ylabel=r"Lipschitz bound $s\,\|W_0\|_2$", xlim=(-0.5, 1.5))
+ax.set_ylim(0, 1.25 * max(float(bars.max()), 1.0))
+if len(bug_run) and "width_bug" in bars.index:
+    ax.text(
+        list(bars.index).index("width_bug"),
+        float(bars["width_bug"]) * 1.03,
         f"{bug_run['status'].iloc[0]} at step {int(bug_run['steps_done'].iloc[0])}",
-        (0.5, 0.9),
-        xycoords="axes fraction",
         ha="center",
-        fontsize=7,
+        va="bottom",
     )
+label_panels(
+    axes.flat,
+    ["solver tolerance: gradient error", "learning rate", "eigenvalue readout", "width-scale bug"],
+)
 
 # %% [markdown]
 # Numbers for the text.
@@ -135,6 +156,11 @@ def final_loss(setting):
     return float((r.final_loss / r.initial_loss).iloc[0]) if len(r) else float("nan")
 
 
+def tight_iters(method):
+    row = allblocks[(allblocks.method == method) & np.isclose(allblocks.tol, 1e-6)]
+    return latex_number(int(row.fwd_iters.iloc[0]))
+
+
 rel_runs = runs[runs["setting"] == "released"]
 values = {
     "ablDataset": DATASET.replace("_", " "),
@@ -142,20 +168,8 @@ values = {
     "ablGradErrReleased": latex_number(gerr_at("released", 1e-2)),
     "ablGradErrExact": latex_number(gerr_at("exact", 1e-2)),
     "ablGradErrTight": latex_number(gerr_at("released", 1e-6)),
-    "ablItersReleasedTight": latex_number(
-        int(
-            allblocks[
-                (allblocks.method == "released") & np.isclose(allblocks.tol, 1e-6)
-            ].fwd_iters.iloc[0]
-        )
-    ),
-    "ablItersExactTight": latex_number(
-        int(
-            allblocks[
-                (allblocks.method == "exact") & np.isclose(allblocks.tol, 1e-6)
-            ].fwd_iters.iloc[0]
-        )
-    ),
+    "ablItersReleasedTight": tight_iters("released"),
+    "ablItersExactTight": tight_iters("exact"),
     "ablReductionReleased": latex_number(final_loss("released")),
     "ablReductionTight": latex_number(final_loss("released_tight")),
     "ablReductionReleasedCalibrated": latex_number(final_loss("released_calibrated_lr")),
@@ -170,8 +184,8 @@ values = {
     ),
     "ablReleasedLipschitz": latex_number(float(bars.get("released", float("nan")))),
 }
-save_figure(fig, FIGURE)
-write_values(VALUES, values)
+job.save_figure(fig)
+job.save_values(values)
 
 # %% [markdown]
 # What this shows: the released tolerance costs a visible gradient error; the released

@@ -27,46 +27,46 @@
 
 # %%
 import math
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import NullFormatter
 
-from overdeq.plotting import (
+from overdeq.values import latex_number
+from overdeq_figures import (
     DATASET_MACROS,
     DATASET_NAMES,
-    latex_number,
-    save_figure,
+    TEXT_WIDTH,
+    label_panels,
+    open_job,
     use_style,
+    verdict,
     words,
-    write_values,
 )
 
 # %% [markdown]
-# Parameters: under Snakemake they come from the rule; interactively, from the defaults.
-# Verdict tolerances: the threshold width m*(n) counts as linear in n when its fitted
-# log-log exponent lies in EXPONENT_RANGE; the orthonormal-input medians agree with the
-# Marchenko-Pastur curve when they are within MP_TOL of it (absolute, in units of lambda_*).
+# Parameters: under Snakemake the paths come from the rule; by hand, from the defaults. The
+# checks of the claim (high probability at the largest m/n, threshold width linear in n) are
+# C3c and C3d of config/claims.yaml, with their verdicts in verify.json; MP_TOL is this
+# script's tolerance for a statement the text adds: the orthonormal-input medians agree with
+# the Marchenko-Pastur curve when within MP_TOL of it (absolute, in units of lambda_*).
 
-# %%
-try:
-    ROWS, SUMMARY = snakemake.input.rows, snakemake.input.summary  # noqa: F821
-    FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
-except NameError:
-    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
-    ROWS = f"results/{TIER}/random_deq/e2/rows.csv"
-    SUMMARY = f"results/{TIER}/random_deq/e2/summary.csv"
-    FIGURE = "figures/fig_init_condition.pdf"
-    VALUES = f"results/{TIER}/values/fig_init_condition.json"
-
-EXPONENT_RANGE = (0.75, 1.25)  # theory: 1
+# %% tags=["parameters"]
+# by hand: reads results/$OVERDEQ_TIER/ (default quick), writes scratch/<tier>/
+job = open_job(
+    "fig_init_condition",
+    globals().get("snakemake"),
+    kind="figure",
+    inputs={
+        "rows": "results/{tier}/random_deq/e2/rows.csv",
+        "summary": "results/{tier}/random_deq/e2/summary.csv",
+    },
+)
 MP_TOL = 0.05
 
-rows = pd.read_csv(ROWS)
-cells = pd.read_csv(SUMMARY)
+# %%
+rows, cells = job.table("rows"), job.table("summary")
 use_style()
 datasets = [d for d in DATASET_NAMES if d in set(cells.data)]
 fraction = float(rows.fraction.iloc[0])
@@ -86,7 +86,11 @@ ns = sorted(cells.n.unique())
 shades = dict(zip(ns, sns.color_palette("viridis", len(ns)), strict=True))
 styles = dict(zip(datasets, ["-", "--", "-.", ":"], strict=False))
 fig, axes = plt.subplots(
-    1, len(datasets) + 1, figsize=(7.0, 2.5), constrained_layout=True, sharex=True
+    1,
+    len(datasets) + 1,
+    figsize=(TEXT_WIDTH, 2.5),
+    sharex=True,
+    width_ratios=[1] * len(datasets) + [1.3],  # room for the key of line styles
 )
 for ax, name in zip(axes, datasets, strict=False):
     for n in ns:
@@ -99,10 +103,9 @@ for ax, name in zip(axes, datasets, strict=False):
         xscale="log",
         xlabel="$m/n$",
         ylabel=r"$\lambda_0/\lambda_*$",
-        title=f"{DATASET_NAMES[name]} inputs",
         ylim=(0, None),
     )
-axes[0].legend(frameon=False, fontsize=7)
+axes[0].legend(frameon=True, facecolor="white", edgecolor="none", framealpha=1)
 
 ax = axes[-1]
 for (name, n), c in cells.groupby(["data", "n"]):
@@ -116,22 +119,14 @@ ax.set(
     xscale="log",
     xlabel="$m/n$",
     ylabel=rf"$P(\lambda_0 \geq {fraction:g}\,\lambda_*)$",
-    title="probability",
     ylim=(-0.03, 1.03),
 )
-ax.legend(
-    fontsize=7,
-    loc="center left",
-    bbox_to_anchor=(0, 0.6),
-    frameon=True,
-    facecolor="white",
-    edgecolor="none",
-    framealpha=1,
-)
+ax.legend(loc="upper left", bbox_to_anchor=(0, 0.66), handlelength=1.2, borderaxespad=0.2)
 ticks = [r for r in (1, 2, 4, 8, 16, 32, 64) if r <= cells.ratio.max()]
 for ax in axes:
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
+label_panels(axes, [f"{DATASET_NAMES[d]} inputs" for d in datasets] + ["probability"])
 
 # %% [markdown]
 # Threshold width m*(n) per data set (from the summary's fit) and the agreement of the
@@ -142,15 +137,9 @@ for ax in axes:
 thresholds = cells.drop_duplicates(["data", "n"])[
     ["data", "n", "ratio_star", "m_star", "exponent", "fit_points"]
 ]
-reached = bool(thresholds.ratio_star.notna().all())
 exponents = thresholds.drop_duplicates("data").set_index("data").loc[datasets, "exponent"]
-linear_ok = bool(exponents.between(*EXPONENT_RANGE).all())
 ortho = cells[(cells.data == "identity") & (cells.ratio >= 2) & (cells.n == max(ns))]
 mp_dev = float((ortho.ratio_median - ortho.mp_prediction).abs().max()) if len(ortho) else math.nan
-
-
-def verdict(ok: bool, tested: bool = True) -> str:
-    return "not tested" if not tested else ("holds" if ok else "does not hold")
 
 
 def span(low: str, high: str) -> str:
@@ -160,9 +149,7 @@ def span(low: str, high: str) -> str:
 
 star = thresholds.groupby("data").ratio_star.max()
 values = {
-    "initDatasets": words([DATASET_NAMES[d] for d in datasets]),
     "initNs": words([latex_number(int(n)) for n in ns]),
-    "initNMax": latex_number(int(max(ns))),
     "initWidthMax": latex_number(int(cells.width.max())),
     "initRatioMin": f"{cells.ratio.min():g}",
     "initRatioMax": f"{cells.ratio.max():g}",
@@ -172,21 +159,16 @@ values = {
     "initFraction": f"{fraction:g}",
     "initProbability": f"{probability:g}",
     "initMPThreshold": latex_number(mp_threshold),
-    "initVerdictHighProb": verdict(reached),
     "initExponentRange": span(
         latex_number(float(exponents.min()), 2), latex_number(float(exponents.max()), 2)
     ),
-    "initExponentLow": f"{EXPONENT_RANGE[0]:g}",
-    "initExponentHigh": f"{EXPONENT_RANGE[1]:g}",
-    "initVerdictLinear": verdict(linear_ok and reached, bool(exponents.notna().all())),
     "initMPMaxDev": latex_number(mp_dev, 2),
     "initMPTol": f"{MP_TOL:g}",
     "initVerdictMP": verdict(mp_dev <= MP_TOL, math.isfinite(mp_dev)),
     **{f"initRatioStar{DATASET_MACROS[d]}": f"{star[d]:g}" for d in datasets},
-    **{f"initExponent{DATASET_MACROS[d]}": latex_number(float(exponents[d]), 2) for d in datasets},
 }
-save_figure(fig, FIGURE)
-write_values(VALUES, values)
+job.save_figure(fig)
+job.save_values(values)
 
 # %% [markdown]
 # What this shows: lambda_0 / lambda_* collapses onto one curve in m/n for every n, and for

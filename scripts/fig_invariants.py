@@ -24,27 +24,27 @@
 # Outputs: `figures/fig_invariants.pdf`, `results/<tier>/values/fig_invariants.json`.
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
 
-from overdeq.plotting import latex_number, save_figure, use_style, write_values
+from overdeq.values import latex_number
+from overdeq_figures import TEXT_WIDTH, label, label_panels, open_job, use_style
+
+# %% tags=["parameters"]
+# by hand: reads results/$OVERDEQ_TIER/ (default quick), writes scratch/<tier>/
+job = open_job(
+    "fig_invariants",
+    globals().get("snakemake"),
+    kind="figure",
+    inputs={
+        "runs": "results/{tier}/aggregate/train_runs.csv",
+        "history": "results/{tier}/aggregate/train_history.csv",
+    },
+)
 
 # %%
-try:
-    RUNS, HISTORY = snakemake.input.runs, snakemake.input.history  # noqa: F821
-    FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
-except NameError:
-    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
-    RUNS = f"results/{TIER}/aggregate/train_runs.csv"
-    HISTORY = f"results/{TIER}/aggregate/train_history.csv"
-    FIGURE, VALUES = "figures/fig_invariants.pdf", f"results/{TIER}/values/fig_invariants.json"
-
-runs = pd.read_csv(RUNS)
-history = pd.read_csv(HISTORY)
+runs, history = job.table("runs"), job.table("history")
 use_style()
 
 # %%
@@ -71,41 +71,49 @@ move = cal_runs.melt(
 move["block"] = move["block"].str.replace("final_move_", "")
 slopes = {b: loglog_slope(g.width, g.movement) for b, g in move.groupby("block")}
 
+# %% [markdown]
+# Panels (a) and (b) share one colour per width (the key in (a)).
+
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(7.2, 2.1), constrained_layout=True)
-kw = dict(
-    data=cal,
-    x="step",
-    hue="width",
-    units="run",
-    estimator=None,
-    palette="viridis",
-    lw=0.8,
-    legend=False,
-)
-sns.lineplot(y="w_norm", ax=axes[0], **kw)
-axes[0].axhline(1.0, color="0.4", ls=":", lw=0.8)
-axes[0].set(xlabel="GD step $t$", ylabel=r"$\|W_t/\sqrt{m}\|_2$", ylim=(0, 1.1))
-sns.lineplot(y="lambda_ratio", ax=axes[1], **kw)
-axes[1].axhline(0.5, color="0.4", ls=":", lw=0.8)
-axes[1].set(xlabel="GD step $t$", ylabel=r"$\lambda_{\min}(Z_tZ_t^\top)/\lambda_0$", ylim=(0, 1.1))
-sns.scatterplot(data=move, x="width", y="movement", hue="block", ax=axes[2], s=14)
-widths = sorted(move["width"].unique())
-axes[2].set(
+fig, axes = plt.subplots(2, 2, figsize=(TEXT_WIDTH, 4.0))
+widths = sorted(cal["width"].unique())
+shades = dict(zip(widths, sns.color_palette("viridis", len(widths)), strict=True))
+kw = dict(data=cal, x="step", hue="width", units="run", estimator=None, palette=shades, lw=0.8)
+ax = axes[0, 0]
+sns.lineplot(y="w_norm", ax=ax, **kw)
+ax.axhline(1.0, color="0.4", ls=":", lw=0.8)
+ax.set(xlabel="GD step $t$", ylabel=r"$\|W_t/\sqrt{m}\|_2$", ylim=(0, 1.1))
+ax.legend(title="width $m$", loc="lower right", ncols=len(widths))
+ax = axes[0, 1]
+sns.lineplot(y="lambda_ratio", ax=ax, legend=False, **kw)
+ax.axhline(0.5, color="0.4", ls=":", lw=0.8)
+ax.set(xlabel="GD step $t$", ylabel=r"$\lambda_{\min}(Z_tZ_t^\top)/\lambda_0$", ylim=(0, 1.1))
+
+ax = axes[1, 0]
+blocks = move.assign(block=move["block"].map(label))
+sns.scatterplot(data=blocks, x="width", y="movement", hue="block", ax=ax, s=14)
+ax.set(
     xscale="log", yscale="log", xlabel="width $m$", ylabel=r"$\|\theta_T-\theta_0\|/\|\theta_0\|$"
 )
-axes[2].set_xticks(widths, [str(w) for w in widths])
-axes[2].minorticks_off()
-axes[2].legend(frameon=False, fontsize=6, title=None, loc="lower left")
+ax.set_xticks(widths, [str(w) for w in widths])
+ax.minorticks_off()
+ax.legend(title=None, loc="upper right", ncols=3)
 iters = cal.melt(
     id_vars=["step", "run"],
     value_vars=["fwd_iters", "bwd_iters"],
     var_name="solve",
     value_name="iterations",
 ).dropna()
-sns.lineplot(data=iters, x="step", y="iterations", hue="solve", ax=axes[3], lw=0.9)
-axes[3].set(xlabel="GD step $t$", ylabel="solver iterations")
-axes[3].legend(frameon=False, fontsize=6)
+ax = axes[1, 1]
+solves = iters.assign(solve=iters["solve"].map(label))
+# mean over runs, band from the fewest to the most iterations
+sns.lineplot(data=solves, x="step", y="iterations", hue="solve", errorbar=("pi", 100), ax=ax)
+ax.set(xlabel="GD step $t$", ylabel="solver iterations")
+ax.legend(title=None, loc="center right")
+label_panels(
+    axes.flat,
+    ["spectral norm", "Gram eigenvalue", "parameter movement at the end", "solver iterations"],
+)
 
 # %%
 values = {
@@ -118,8 +126,8 @@ values = {
     "invMeanFwdIters": latex_number(float(cal_runs.mean_fwd_iters.mean()), 2),
     "invMeanBwdIters": latex_number(float(cal_runs.mean_bwd_iters.mean()), 2),
 }
-save_figure(fig, FIGURE)
-write_values(VALUES, values)
+job.save_figure(fig)
+job.save_values(values)
 
 # %% [markdown]
 # What this shows: the spectral norm stays below 1 (the map is a contraction, so the

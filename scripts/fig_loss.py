@@ -24,31 +24,39 @@
 # Outputs: `figures/fig_loss.pdf`, `results/<tier>/values/fig_loss.json`.
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 
-from overdeq.plotting import DATASET_LABELS, latex_number, save_figure, use_style, write_values
+from overdeq.values import latex_number
+from overdeq_figures import (
+    DATASET_LABELS,
+    TEXT_WIDTH,
+    label,
+    label_panels,
+    open_job,
+    plain_log_labels,
+    use_style,
+)
 
 # %% [markdown]
-# Parameters: from the rule under Snakemake, defaults interactively.
+# Parameters: from the rule under Snakemake, defaults by hand (the main grid's settings).
+
+# %% tags=["parameters"]
+# by hand: reads results/$OVERDEQ_TIER/ (default quick), writes scratch/<tier>/
+job = open_job(
+    "fig_loss",
+    globals().get("snakemake"),
+    kind="figure",
+    inputs={
+        "runs": "results/{tier}/aggregate/train_runs.csv",
+        "history": "results/{tier}/aggregate/train_history.csv",
+    },
+    params={"settings": ["calibrated", "released"]},
+)
 
 # %%
-try:
-    RUNS, HISTORY = snakemake.input.runs, snakemake.input.history  # noqa: F821
-    FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
-    SETTINGS = list(snakemake.params.settings)  # noqa: F821
-except NameError:
-    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
-    RUNS = f"results/{TIER}/aggregate/train_runs.csv"
-    HISTORY = f"results/{TIER}/aggregate/train_history.csv"
-    FIGURE, VALUES = "figures/fig_loss.pdf", f"results/{TIER}/values/fig_loss.json"
-    SETTINGS = ["calibrated", "released"]
-
-runs = pd.read_csv(RUNS)
-history = pd.read_csv(HISTORY)
+SETTINGS = list(job.params["settings"])
+runs, history = job.table("runs"), job.table("history")
 use_style()
 
 # %% [markdown]
@@ -64,37 +72,28 @@ fig, axes = plt.subplots(
     len(datasets),
     len(SETTINGS),
     squeeze=False,
-    sharex="col",
-    figsize=(6.2, 1.9 * len(datasets) + 0.4),
-    constrained_layout=True,
+    figsize=(TEXT_WIDTH, 1.8 * len(datasets) + 0.3),
 )
+widths = sorted(history["width"].unique())
+shades = dict(zip(widths, sns.color_palette("viridis", len(widths)), strict=True))
+per_run = dict(hue="width", units="run", estimator=None, palette=shades, lw=0.9)
 for i, dataset in enumerate(datasets):
     for j, setting in enumerate(SETTINGS):
         ax = axes[i, j]
         part = history[(history["dataset"] == dataset) & (history["setting"] == setting)]
-        sns.lineplot(
-            data=part,
-            x="step",
-            y="loss",
-            hue="width",
-            units="run",
-            estimator=None,
-            palette="viridis",
-            ax=ax,
-            lw=0.9,
-            legend=(i == 0 and j == len(SETTINGS) - 1),
-        )
+        key = i == 0 and j == len(SETTINGS) - 1  # the width key, once
+        sns.lineplot(data=part, x="step", y="loss", ax=ax, legend=key, **per_run)
         ax.set(
             yscale="log",
             xlabel="GD step $t$" if i == len(datasets) - 1 else "",
             ylabel=f"{DATASET_LABELS.get(dataset, dataset)}\nloss $L(t)$" if j == 0 else "",
         )
-        if i == 0:
-            ax.set_title(setting)
+        if part["loss"].max() < 10 * part["loss"].min():
+            plain_log_labels(ax)
+label_panels(axes.flat, [label(s) for _ in datasets for s in SETTINGS])
 legend = axes[0, -1].get_legend()
 if legend is not None:
     legend.set_title("width $m$")
-    legend.set_frame_on(False)
 
 # %% [markdown]
 # Numbers for the text: over the calibrated runs, how far the loss fell and how straight
@@ -123,8 +122,8 @@ values = {
     "lossLrScale": latex_number(float(cal.lr_scale.iloc[0]), 2) if len(cal) else "n/a",
     "lossPatience": latex_number(int(cal.patience.iloc[0])) if len(cal) else "n/a",
 }
-save_figure(fig, FIGURE)
-write_values(VALUES, values)
+job.save_figure(fig)
+job.save_values(values)
 
 # %% [markdown]
 # What this shows: with the calibrated step every run's log-loss falls along a straight

@@ -24,33 +24,33 @@
 # Outputs: `figures/fig_rate.pdf`, `results/<tier>/values/fig_rate.json`.
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
 
-from overdeq.plotting import (
+from overdeq.values import latex_number
+from overdeq_figures import (
     DATASET_LABELS,
-    latex_number,
-    save_figure,
+    TEXT_WIDTH,
+    label_panels,
+    open_job,
+    plain_log_labels,
     use_style,
     words,
-    write_values,
+)
+
+# %% tags=["parameters"]
+# by hand: reads results/$OVERDEQ_TIER/ (default quick), writes scratch/<tier>/
+job = open_job(
+    "fig_rate",
+    globals().get("snakemake"),
+    kind="figure",
+    inputs={"runs": "results/{tier}/aggregate/train_runs.csv"},
 )
 
 # %%
-try:
-    RUNS = snakemake.input.runs  # noqa: F821
-    FIGURE, VALUES = snakemake.output.figure, snakemake.output.values  # noqa: F821
-except NameError:
-    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
-    RUNS = f"results/{TIER}/aggregate/train_runs.csv"
-    FIGURE, VALUES = "figures/fig_rate.pdf", f"results/{TIER}/values/fig_rate.json"
-
-runs = pd.read_csv(RUNS)
 use_style()
+runs = job.table("runs")
 
 # %% [markdown]
 # The error measure is relative, in the exponent: |log rate - log predicted| / |log predicted|
@@ -65,13 +65,17 @@ for col in ("rate", "predicted_rate"):
     cal[f"gap_{col}"] = 1.0 - cal[col]
 by_width = cal.groupby("width")["exp_error"].median()
 
+# %% [markdown]
+# The paper prints this figure at 0.8 of the text width.
+
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(6.2, 2.5), constrained_layout=True)
+fig, axes = plt.subplots(1, 2, figsize=(0.8 * TEXT_WIDTH, 2.6))
+shown = cal.assign(data=cal["dataset"].map(lambda d: DATASET_LABELS.get(d, d)))
 sns.scatterplot(
-    data=cal,
+    data=shown,
     x="gap_predicted_rate",
     y="gap_rate",
-    hue="dataset",
+    hue="data",
     size="width",
     ax=axes[0],
     sizes=(12, 40),
@@ -85,15 +89,20 @@ axes[0].set(
     xlabel="1 - predicted rate (tangent kernel)",
     ylabel="1 - measured rate",
 )
-axes[0].legend(frameon=False, fontsize=6)
-per_width = cal.groupby(["dataset", "width"])["exp_error"].median().reset_index()
-sns.lineplot(data=per_width, x="width", y="exp_error", hue="dataset", marker="o", ax=axes[1])
+handles, names = axes[0].get_legend_handles_labels()
+axes[0].legend(
+    handles, [{"data": "data set", "width": "width $m$"}.get(n, n) for n in names], loc="upper left"
+)
+per_width = shown.groupby(["data", "width"])["exp_error"].median().reset_index()
+sns.lineplot(data=per_width, x="width", y="exp_error", hue="data", marker="o", ax=axes[1])
 axes[1].set(
     xscale="log", yscale="log", xlabel="width $m$", ylabel="median relative error\nof the exponent"
 )
-axes[1].legend(frameon=False, fontsize=6)
+axes[1].legend(title=None)
 axes[1].set_xticks(list(by_width.index), [str(w) for w in by_width.index])
-axes[1].minorticks_off()
+axes[1].xaxis.set_minor_locator(plt.NullLocator())
+plain_log_labels(axes[1])
+label_panels(axes, ["measured against predicted rate", "error against width"])
 
 # %% [markdown]
 # Per data set: the median error at the smallest and at the largest width (the text quotes
@@ -115,8 +124,8 @@ values = {
     "rateWidthMax": latex_number(int(by_width.index[-1])),
     "rateErrByData": words(per_data),
 }
-save_figure(fig, FIGURE)
-write_values(VALUES, values)
+job.save_figure(fig)
+job.save_values(values)
 
 # %% [markdown]
 # What this shows: the measured rate follows the tangent-kernel prediction, more closely

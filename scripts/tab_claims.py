@@ -16,29 +16,30 @@
 #
 # Reads the verification report (`overdeq verify`, driven by config/claims.yaml) and
 # typesets one row per check: the experiment, what is measured, the value, the condition
-# and PASS/FAIL; then one verdict macro per claim for the text.
+# and PASS/FAIL; then the verdict macros the text cites.
 #
-# Inputs: `results/<tier>/verify.json`.
+# Inputs: `results/<tier>/verify.json`, the paper's LaTeX sources (which verdicts they cite).
 # Outputs: `paper/generated/tab_claims.tex`, `results/<tier>/values/tab_claims.json`.
 
 # %%
-import json
-import os
+import re
 
-from overdeq.io import atomic_write_text
-from overdeq.plotting import latex_table, write_values
+from overdeq_figures import latex_table, open_job, tex_escape
+
+# %% tags=["parameters"]
+# by hand: reads results/$OVERDEQ_TIER/ (default quick), writes scratch/<tier>/
+job = open_job(
+    "tab_claims",
+    globals().get("snakemake"),
+    kind="table",
+    inputs={
+        "report": "results/{tier}/verify.json",
+        "text": ["paper/main.tex", "paper/sections/*.tex"],
+    },
+)
 
 # %%
-try:
-    REPORT = snakemake.input.report  # noqa: F821
-    TABLE, VALUES = snakemake.output.table, snakemake.output.values  # noqa: F821
-except NameError:
-    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
-    REPORT = f"results/{TIER}/verify.json"
-    TABLE, VALUES = "paper/generated/tab_claims.tex", f"results/{TIER}/values/tab_claims.json"
-
-with open(REPORT) as fh:
-    report = json.load(fh)
+report = job.json("report")
 
 # %% [markdown]
 # Values are shown with four significant digits; a pair is the range over rows for checks
@@ -46,20 +47,6 @@ with open(REPORT) as fh:
 
 
 # %%
-def tex_escape(text: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("_", r"\_"),
-        ("%", r"\%"),
-        ("&", r"\&"),
-        ("#", r"\#"),
-        ("^", r"\^{}"),
-        ("$", r"\$"),
-    ):
-        text = text.replace(a, b)
-    return text
-
-
 def fmt(value) -> str:
     if value is None:
         return "--"
@@ -85,47 +72,37 @@ table = latex_table(
     align="llp{6.2cm}rll",
     caption_comment="made by scripts/tab_claims.py",
 )
-atomic_write_text(TABLE, table)
+job.save_table(table)
 
 # %% [markdown]
-# One macro per claim verdict (`\verdictCOne` ...) and counts for the text.
+# Macros for the text: a verdict per claim (`\verdictCOne`), a verdict and a condition per
+# check (`\checkCThreeA`, `\checkCThreeACondition`), so the text never restates a threshold of
+# its own. Only those the text cites are written (values.tex holds no unused macro); the
+# rule reruns when the text changes.
 
 # %%
-digits = {
-    "0": "Zero",
-    "1": "One",
-    "2": "Two",
-    "3": "Three",
-    "4": "Four",
-    "5": "Five",
-    "6": "Six",
-    "7": "Seven",
-    "8": "Eight",
-    "9": "Nine",
-}
-words = {"PASS": "holds", "FAIL": "does not hold", "n/a": "was not tested"}
+DIGITS = "Zero One Two Three Four Five Six Seven Eight Nine".split()
+WORDS = {"PASS": "holds", "FAIL": "does not hold", "n/a": "was not tested"}
 
 
 def spelled(ident: str) -> str:
     """C3a -> CThreeA: macro names are letters only."""
-    return "".join(digits.get(ch, ch.upper() if i else ch) for i, ch in enumerate(ident))
+    return "".join(
+        DIGITS[int(ch)] if ch.isdigit() else (ch.upper() if i else ch) for i, ch in enumerate(ident)
+    )
 
 
-values = {}
-for claim, verdict in report["claims"].items():
-    values["verdict" + spelled(claim)] = words[verdict]
-# one verdict and one condition per check, so the text can cite a check (\checkCThreeA,
-# \checkCThreeACondition) and never restates a threshold of its own
+offered = {"verdict" + spelled(claim): WORDS[v] for claim, v in report["claims"].items()}
 for c in report["checks"]:
-    values["check" + spelled(c["check"])] = words[c["status"]]
-    values["check" + spelled(c["check"]) + "Condition"] = (
+    offered["check" + spelled(c["check"])] = WORDS[c["status"]]
+    offered["check" + spelled(c["check"]) + "Condition"] = (
         r"\texttt{" + tex_escape(c["condition"] or "n/a") + "}"
     )
 checks = report["checks"]
-values["claimChecks"] = str(len(checks))
-values["claimChecksPassed"] = str(sum(c["status"] == "PASS" for c in checks))
-values["claimChecksFailed"] = str(sum(c["status"] == "FAIL" for c in checks))
-write_values(VALUES, values)
+offered["claimChecks"] = str(len(checks))
+offered["claimChecksPassed"] = str(sum(c["status"] == "PASS" for c in checks))
+cited = set(re.findall(r"\\([A-Za-z]+)", job.text("text")))
+job.save_values({name: text for name, text in offered.items() if name in cited})
 
 # %% [markdown]
 # What this shows: for each claim, the measured quantity and whether the data support it

@@ -22,28 +22,33 @@
 # Outputs: `paper/generated/tab_compute.tex`, `results/<tier>/values/tab_compute.json`.
 
 # %%
-import os
-
 import pandas as pd
 
-from overdeq.io import atomic_write_text
-from overdeq.plotting import latex_number, latex_table, write_values
+from overdeq.values import latex_number
+from overdeq_figures import latex_table, open_job, read_table
+
+# %% [markdown]
+# Parameters: under Snakemake the rule groups the benchmark files by experiment and names the
+# device and threads of the config; by hand every benchmark file of the tier is one group.
+
+# %% tags=["parameters"]
+# by hand: reads results/$OVERDEQ_TIER/ and benchmarks/<tier>/ (default quick), writes
+# scratch/<tier>/
+job = open_job(
+    "tab_compute",
+    globals().get("snakemake"),
+    kind="table",
+    inputs={
+        "benchmarks": "benchmarks/{tier}/**/*.tsv",
+        "runs": "results/{tier}/aggregate/train_runs.csv",
+    },
+    params={"groups": None, "device": "cpu", "threads": 1},
+)
 
 # %%
-try:
-    GROUPS = dict(snakemake.params.groups)  # noqa: F821
-    RUNS = snakemake.input.runs  # noqa: F821
-    DEVICE, THREADS = snakemake.params.device, snakemake.params.threads  # noqa: F821
-    TABLE, VALUES = snakemake.output.table, snakemake.output.values  # noqa: F821
-except NameError:
-    import glob
-
-    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
-    GROUPS = {"all": sorted(glob.glob(f"benchmarks/{TIER}/**/*.tsv", recursive=True))}
-    RUNS, DEVICE, THREADS = f"results/{TIER}/aggregate/train_runs.csv", "cpu", 1
-    TABLE, VALUES = "paper/generated/tab_compute.tex", f"results/{TIER}/values/tab_compute.json"
-
-runs = pd.read_csv(RUNS)
+GROUPS = job.params["groups"] or {"all": job.input["benchmarks"]}
+DEVICE, THREADS = job.params["device"], job.params["threads"]
+runs = job.table("runs")
 device_names = sorted(runs["device"].dropna().unique())
 
 # %% [markdown]
@@ -61,7 +66,7 @@ LABELS = {
 }
 rows, total = [], 0.0
 for key, files in GROUPS.items():
-    frames = [pd.read_csv(f, sep="\t") for f in files]
+    frames = [read_table(f) for f in files]
     bench = pd.concat(frames, ignore_index=True)
     seconds = float(bench["s"].sum())
     total += seconds
@@ -80,7 +85,7 @@ table = latex_table(
     align="lrrrr",
     caption_comment="made by scripts/tab_compute.py",
 )
-atomic_write_text(TABLE, table)
+job.save_table(table)
 
 # %%
 values = {
@@ -89,7 +94,7 @@ values = {
     "computeThreads": latex_number(int(THREADS)),
     "computeJobs": latex_number(sum(len(f) for f in GROUPS.values())),
 }
-write_values(VALUES, values)
+job.save_values(values)
 
 # %% [markdown]
 # What this shows: where the tier's compute time goes, measured by the workflow itself, on

@@ -21,23 +21,20 @@
 # Outputs: `paper/generated/tab_training.tex`, `results/<tier>/values/tab_training.json`.
 
 # %%
-import os
+from overdeq.values import latex_number
+from overdeq_figures import DATASET_LABELS, latex_table, open_job
 
-import pandas as pd
-
-from overdeq.io import atomic_write_text
-from overdeq.plotting import DATASET_LABELS, latex_number, latex_table, write_values
+# %% tags=["parameters"]
+# by hand: reads results/$OVERDEQ_TIER/ (default quick), writes scratch/<tier>/
+job = open_job(
+    "tab_training",
+    globals().get("snakemake"),
+    kind="table",
+    inputs={"runs": "results/{tier}/aggregate/train_runs.csv"},
+)
 
 # %%
-try:
-    RUNS = snakemake.input.runs  # noqa: F821
-    TABLE, VALUES = snakemake.output.table, snakemake.output.values  # noqa: F821
-except NameError:
-    TIER = os.environ.get("OVERDEQ_TIER", "quick")  # interactive: which results to read
-    RUNS = f"results/{TIER}/aggregate/train_runs.csv"
-    TABLE, VALUES = "paper/generated/tab_training.tex", f"results/{TIER}/values/tab_training.json"
-
-runs = pd.read_csv(RUNS)
+runs = job.table("runs")
 
 # %% [markdown]
 # Aggregate per (data set, setting); medians over widths and seeds, extremes where the
@@ -77,8 +74,8 @@ table = latex_table(
     align="llrrrrrrr",
     caption_comment="made by scripts/tab_training.py; medians over widths and seeds",
 )
-atomic_write_text(TABLE, table)
-write_values(VALUES, {"tabTrainingRows": latex_number(len(rows))})
+job.save_table(table)
+job.save_values({})  # the text quotes no number of this table
 
 # %% [markdown]
 # What this shows: per configuration, whether training finished, how much of the loss was

@@ -152,12 +152,15 @@ def test_tiny_tier_end_to_end(tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     assert figure.read_bytes() == before  # same data, same bytes
 
-    # a script runs interactively too (outside Snakemake), on the same results
+    # a script runs by hand too (outside Snakemake, from scripts/ as a notebook would), on
+    # the same results, into scratch/<tier>/ and not over the workflow's figure
     env = {**os.environ, "OVERDEQ_TIER": tier, "MPLBACKEND": "Agg"}
-    figure.unlink()
+    env.pop("OVERDEQ_ROOT", None)
+    env.pop("OVERDEQ_OUT", None)
     subprocess.run(
-        [sys.executable, "scripts/fig_loss.py"], cwd=repo, env=env, check=True, timeout=300
+        [sys.executable, "fig_loss.py"], cwd=repo / "scripts", env=env, check=True, timeout=300
     )
+    assert (repo / "scratch" / tier / "fig_loss.pdf").read_bytes() == before
     assert figure.read_bytes() == before
 
     # the arXiv bundle compiles in an empty directory

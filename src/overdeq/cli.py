@@ -348,7 +348,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_latex_values(args: argparse.Namespace) -> int:
     from .io import atomic_write_text
-    from .plotting import read_values, values_to_latex
+    from .values import read_values, values_to_latex
 
     groups = {p.stem: read_values(p) for p in args.files}
     groups["workflow"] = {"tier": args.tier}

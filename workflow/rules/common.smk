@@ -91,14 +91,15 @@ REPORT_SECTIONS = {
 def paper_artefact(name, kind="figure"):
     """Register a figure or table script's outputs for the paper; returns its output paths.
 
-    A figure is also marked for the HTML report, with its caption from
+    A figure also has a PNG rendering, marked for the HTML report with its caption from
     workflow/report/<name>.rst and its paper section as the category.
     """
     out = {"values": f"{RES}/values/{name}.json"}
     if kind == "figure":
         path = f"figures/{name}.pdf"
-        out["figure"] = report(
-            path,
+        out["figure"] = path
+        out["png"] = report(  # the PNG rendering: browsers show it in the HTML report
+            f"figures/{name}.png",
             caption=f"../report/{name}.rst",
             category=REPORT_SECTIONS.get(name, "Other figures"),
         )

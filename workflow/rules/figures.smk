@@ -1,5 +1,8 @@
-# Figures and tables: one literate script in scripts/ per artefact. Each also writes the
-# numbers the paper quotes as a JSON file of LaTeX macros under results/<tier>/values/.
+# Figures and tables: one literate script in scripts/ per artefact. A figure is a PDF for
+# the paper and a PNG for browsers (the HTML report); each script also writes the numbers the
+# paper quotes as a JSON file of LaTeX macros under results/<tier>/values/. A script declares
+# the input, output and params names it reads (open_job in overdeq_figures); its rule must
+# give exactly those (tests/test_figures.py).
 
 
 FIG_LOSS = paper_artefact("fig_loss")
@@ -16,6 +19,7 @@ rule fig_loss:
         history=f"{RES}/aggregate/train_history.csv",
     output:
         figure=FIG_LOSS["figure"],
+        png=FIG_LOSS["png"],
         values=FIG_LOSS["values"],
     log:
         f"{LOGS}/figures/fig_loss.log",
@@ -51,6 +55,7 @@ rule fig_invariants:
         history=f"{RES}/aggregate/train_history.csv",
     output:
         figure=FIG_INVARIANTS["figure"],
+        png=FIG_INVARIANTS["png"],
         values=FIG_INVARIANTS["values"],
     log:
         f"{LOGS}/figures/fig_invariants.log",
@@ -67,6 +72,7 @@ rule fig_rate:
         runs=f"{RES}/aggregate/train_runs.csv",
     output:
         figure=FIG_RATE["figure"],
+        png=FIG_RATE["png"],
         values=FIG_RATE["values"],
     log:
         f"{LOGS}/figures/fig_rate.log",
@@ -85,6 +91,7 @@ rule fig_ablations:
         gradient_error=f"{RES}/ablations/gradient_error.csv",
     output:
         figure=FIG_ABLATIONS["figure"],
+        png=FIG_ABLATIONS["png"],
         values=FIG_ABLATIONS["values"],
     log:
         f"{LOGS}/figures/fig_ablations.log",

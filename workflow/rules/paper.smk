@@ -8,6 +8,7 @@ TAB_CLAIMS = paper_artefact("tab_claims", kind="table")
 rule tab_claims:
     input:
         report=f"{RES}/verify.json",
+        text=["paper/main.tex", *paper_sections()],  # the verdict macros it cites
     output:
         table=TAB_CLAIMS["table"],
         values=TAB_CLAIMS["values"],

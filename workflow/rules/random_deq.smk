@@ -91,6 +91,7 @@ rule fig_kernel_limit:
         summary=random_deq_table("e1", "summary.csv"),
     output:
         figure=FIG_KERNEL_LIMIT["figure"],
+        png=FIG_KERNEL_LIMIT["png"],
         values=FIG_KERNEL_LIMIT["values"],
     log:
         f"{LOGS}/figures/fig_kernel_limit.log",
@@ -98,8 +99,6 @@ rule fig_kernel_limit:
         f"{BENCH}/figures/fig_kernel_limit.tsv"
     conda:
         ENV_PY
-    params:
-        tier=TIER,
     script:
         "../../scripts/fig_kernel_limit.py"
 
@@ -110,6 +109,7 @@ rule fig_init_condition:
         summary=random_deq_table("e2", "summary.csv"),
     output:
         figure=FIG_INIT_CONDITION["figure"],
+        png=FIG_INIT_CONDITION["png"],
         values=FIG_INIT_CONDITION["values"],
     log:
         f"{LOGS}/figures/fig_init_condition.log",
@@ -117,8 +117,6 @@ rule fig_init_condition:
         f"{BENCH}/figures/fig_init_condition.tsv"
     conda:
         ENV_PY
-    params:
-        tier=TIER,
     script:
         "../../scripts/fig_init_condition.py"
 
@@ -130,6 +128,7 @@ rule fig_wellposed:
         meta=random_deq_table("e3", "meta.json"),
     output:
         figure=FIG_WELLPOSED["figure"],
+        png=FIG_WELLPOSED["png"],
         values=FIG_WELLPOSED["values"],
     log:
         f"{LOGS}/figures/fig_wellposed.log",
@@ -138,7 +137,7 @@ rule fig_wellposed:
     conda:
         ENV_PY
     params:
-        tier=TIER,
+        sigma_w=RANDOM_DEQ["e1"]["sigma_w"],  # the paper's initialisation
     script:
         "../../scripts/fig_wellposed.py"
 
@@ -156,6 +155,6 @@ rule tab_kernels:
     conda:
         ENV_PY
     params:
-        tier=TIER,
+        sigma_w=RANDOM_DEQ["e1"]["sigma_w"],  # the paper's initialisation
     script:
         "../../scripts/tab_kernels.py"

@@ -1,16 +1,8 @@
-import matplotlib
+"""The paper's numbers as LaTeX text, and the macro files (overdeq.values)."""
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import pytest
 
-from overdeq.plotting import (  # noqa: E402
-    latex_number,
-    macro_name,
-    save_figure,
-    values_to_latex,
-    write_values,
-)
+from overdeq.values import latex_number, read_values, values_to_latex, write_values
 
 
 @pytest.mark.parametrize(
@@ -30,21 +22,10 @@ def test_latex_number(x, text):
 
 
 def test_macro_names_and_duplicates(tmp_path):
-    assert macro_name("tab", "cifar10") == "tabCifar"
     with pytest.raises(ValueError, match="letters only"):
         write_values(tmp_path / "v.json", {"bad2": "1"})
     with pytest.raises(ValueError, match="both"):
         values_to_latex({"a": {"x": "1"}, "b": {"x": "2"}})
     assert r"\newcommand{\x}{1}" in values_to_latex({"a": {"x": "1"}})
-
-
-def test_figures_are_byte_stable(tmp_path):
-    paths = []
-    for i in range(2):
-        fig, ax = plt.subplots()
-        ax.plot([0, 1], [1, 0])
-        paths.append(tmp_path / f"f{i}.pdf")
-        save_figure(fig, paths[-1])
-        plt.close(fig)
-    assert paths[0].read_bytes() == paths[1].read_bytes()
-    assert b"CreationDate" not in paths[0].read_bytes()
+    write_values(tmp_path / "v.json", {"lossRuns": "12", "lossRate": r"\ensuremath{1}"})
+    assert read_values(tmp_path / "v.json") == {"lossRuns": "12", "lossRate": r"\ensuremath{1}"}
