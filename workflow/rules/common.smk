@@ -1,11 +1,9 @@
-# Shared set-up: validate the config, then small named helpers the rules call by name.
+# Shared set-up: named helpers the rules call by name (the config is checked by then:
+# workflow/rules/config_check.smk).
 import json
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
-
-validate(config, schema="../schemas/config.schema.yaml")
 
 TIER = config["tier"]
 RES = f"results/{TIER}"  # everything this tier computes lives under here

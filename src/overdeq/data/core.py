@@ -30,6 +30,7 @@ __all__ = [
     "normalize_rows",
     "make_labels",
     "balanced_subset",
+    "max_samples",
 ]
 
 LABEL_KINDS = ("uniform", "pm1")
@@ -224,6 +225,25 @@ def _loader(name: str) -> Loader:
         module, func = DATASETS[name].split(":")
         LOADERS[name] = getattr(importlib.import_module(module), func)
     return LOADERS[name]
+
+
+def max_samples(name: str, classes: tuple[int, ...] = DataSpec.classes) -> int | None:
+    """The largest n a class-balanced subset of ``classes`` can have (None: no limit).
+
+    A loader module that draws from a fixed collection declares ``CLASS_COUNTS`` (images per
+    class); :func:`balanced_subset` gives class i ``n // k`` samples, plus one for the first
+    ``n % k`` classes.
+    """
+    module = importlib.import_module(DATASETS[name].split(":")[0])
+    counts = getattr(module, "CLASS_COUNTS", None)
+    if counts is None:
+        return None
+    have = [counts[c] for c in classes]
+    k = len(have)
+    n = k * min(have) + k  # an upper bound: every class gives at most min(have) + 1
+    while any(n // k + (1 if i < n % k else 0) > c for i, c in enumerate(have)):
+        n -= 1
+    return n
 
 
 def load_dataset(spec: DataSpec) -> Dataset:
