@@ -37,3 +37,4 @@ rule all:
     input:
         "paper/main.pdf",
         f"{RES}/verify.json",
+        RECORDS,

@@ -44,6 +44,9 @@ def raw_root(wildcards, output):
 PAPER_FIGURES = []  # figures/<name>.pdf
 PAPER_TABLES = []  # paper/generated/<name>.tex
 PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
+# Outputs that nothing downstream reads, such as provenance records. The target all asks
+# for them: Snakemake reruns a job for a missing output only if something needs that output.
+RECORDS = []
 
 
 def results_root(wildcards, output):
@@ -239,3 +242,7 @@ def compute_benchmark_files():
 
 def train_summaries():
     return [f"{d}/summary.json" for d in train_run_dirs()]
+
+
+def train_histories():
+    return [f"{d}/history.csv" for d in train_run_dirs()]
