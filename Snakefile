@@ -37,4 +37,4 @@ rule all:
     input:
         "paper/main.pdf",
         f"{RES}/verify.json",
-        RECORDS,
+        every_output(),  # so that a missing intermediate file is rebuilt (common.smk)

@@ -44,9 +44,6 @@ def raw_root(wildcards, output):
 PAPER_FIGURES = []  # figures/<name>.pdf
 PAPER_TABLES = []  # paper/generated/<name>.tex
 PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
-# Outputs that nothing downstream reads, such as provenance records. The target all asks
-# for them: Snakemake reruns a job for a missing output only if something needs that output.
-RECORDS = []
 
 
 def results_root(wildcards, output):
@@ -246,3 +243,36 @@ def train_summaries():
 
 def train_histories():
     return [f"{d}/history.csv" for d in train_run_dirs()]
+
+
+def every_output():
+    """Every file the pipeline makes but the raw downloads, for `rule all`.
+
+    Snakemake checks a job for missing outputs only when the job is a target or something
+    downstream must run anyway; a missing intermediate file (one a failed job removed, or
+    one deleted by hand) whose consumers' outputs exist is otherwise left missing, and the
+    next run says "Nothing to be done". Asking for every output makes each job a target.
+    Raw downloads are left out: they are fetched when a job needs them.
+    """
+    random = [
+        random_deq_table(exp, name)
+        for exp in RANDOM_DEQ_EXPERIMENTS
+        for name in ("rows.csv", "meta.json") + (("summary.csv",) if exp != "e10" else ())
+    ]
+    return [
+        *[prepared_data(d) for d in TRAINING["datasets"]],
+        *random,
+        *train_summaries(),
+        *train_histories(),
+        f"{RES}/aggregate/train_runs.csv",
+        f"{RES}/aggregate/train_history.csv",
+        f"{RES}/ablations/gradient_error.csv",
+        *compute_benchmark_files(),
+        *PAPER_FIGURES,
+        *PAPER_TABLES,
+        *PAPER_VALUES,
+        "paper/generated/values.tex",
+        f"{RES}/claims.json",
+        f"{RES}/verify.json",
+        "paper/main.pdf",
+    ]

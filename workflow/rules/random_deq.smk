@@ -28,10 +28,6 @@ RANDOM_DEQ_RAW = {
 }
 
 
-# the meta.json of every experiment (parameters and provenance; only E3's is read by a script)
-RECORDS.extend(random_deq_table(exp, "meta.json") for exp in RANDOM_DEQ_EXPERIMENTS)
-
-
 FIG_KERNEL_LIMIT = paper_artefact("fig_kernel_limit")
 FIG_INIT_CONDITION = paper_artefact("fig_init_condition")
 FIG_WELLPOSED = paper_artefact("fig_wellposed")
