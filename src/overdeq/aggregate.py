@@ -132,13 +132,18 @@ def _spectrum(run_dir: Path, s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]
     not diverge has written spectrum.npz (train.calibrate): its absence is an error.
     """
     path = run_dir / "spectrum.npz"
+    # the spectrum is written once, at calibration: a run resumed from its checkpoint does
+    # not rewrite it, so the way out is to redo the run from scratch
+    redo = (
+        f"It is made by {TRAIN_MAKER} when the run starts; delete the run folder {run_dir}, "
+        f"then {rebuild_hint(run_dir / 'summary.json')}"
+    )
     if not path.exists():
         if s.get("theta0_lambda_max") is None or s.get("lr") is None:
             return None
         raise ResultFileError(
             f"{path} is missing, but {run_dir / 'summary.json'} says the run computed Theta_0 "
-            f"(the spectrum is written beside it). It is made by {TRAIN_MAKER}; "
-            f"{rebuild_hint(run_dir / 'summary.json')}"
+            f"(whose spectrum is written beside it). {redo}"
         )
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -146,8 +151,7 @@ def _spectrum(run_dir: Path, s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]
     except Exception as exc:  # a cut or garbled .npz fails in zipfile, numpy or pickle
         raise ResultFileError(
             f"{path} is not a readable spectrum ({type(exc).__name__}: {exc}): it is cut "
-            f"short or corrupt. It is made by {TRAIN_MAKER}; "
-            f"{rebuild_hint(run_dir / 'summary.json')}"
+            f"short or corrupt. {redo}"
         ) from None
 
 
@@ -207,5 +211,6 @@ def aggregate_runs(
     run_dirs: Iterable[str | Path], runs_csv: str | Path, history_csv: str | Path
 ) -> None:
     run_dirs = list(run_dirs)
-    write_csv(runs_csv, collect_runs(run_dirs), RUN_COLUMNS)
-    write_csv(history_csv, stack_histories(run_dirs))
+    runs, history = collect_runs(run_dirs), stack_histories(run_dirs)  # every check first,
+    write_csv(runs_csv, runs, RUN_COLUMNS)  # so a bad run leaves both old tables in place
+    write_csv(history_csv, history)
