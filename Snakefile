@@ -14,12 +14,16 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+include: "workflow/rules/config_yaml.smk"  # a YAML error names its file and line
+
+
 configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
 
 
+include: "workflow/rules/config_check.smk"  # the schema and more; fails before any job
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/random_deq.smk"
@@ -33,3 +37,4 @@ rule all:
     input:
         "paper/main.pdf",
         f"{RES}/verify.json",
+        every_output(),  # so that a missing intermediate file is rebuilt (common.smk)

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from overdeq.io import write_csv
+
 REPO = Path(__file__).resolve().parents[1]
 WIDTHS = (160, 320, 640)
 SEEDS = (0, 1)
@@ -25,8 +27,13 @@ ABLATIONS = ("released_tight", "released_calibrated_lr", "width_bug")
 
 
 def _write(df: pd.DataFrame, path: Path, sep: str = ",") -> None:
+    """A table as the jobs write it: CSV through overdeq.io (with its completeness marker);
+    Snakemake's benchmark files (.tsv) as Snakemake writes them."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, sep=sep)
+    if sep == "\t":
+        df.to_csv(path, index=False, sep=sep)
+    else:
+        write_csv(path, df.to_dict("records"), list(df.columns))
 
 
 def _training(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -4,7 +4,6 @@ experiments' parameter dataclasses (their one link)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import fields
@@ -17,6 +16,7 @@ import yaml
 from overdeq import experiments_random as E
 from overdeq.cli import main
 from overdeq.data import DATASETS
+from overdeq.io import read_csv
 from overdeq.kernels import SIGMA_W2_MAX
 from overdeq.random_deq import W_NORMS
 
@@ -38,8 +38,7 @@ def job(capsys, experiment, params, flags=""):
 
 
 def read(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    return read_csv(path)  # checks the completeness marker too
 
 
 TINY = {

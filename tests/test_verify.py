@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from overdeq.cli import main
+from overdeq.io import write_csv
 from overdeq.verify import parse_claims, run_checks
 
 
@@ -17,14 +18,15 @@ def claims_of(checks, claim_id="C1"):
 def results(tmp_path):
     root = tmp_path / "results"
     (root / "aggregate").mkdir(parents=True)
-    pd.DataFrame(
+    table = pd.DataFrame(
         {
             "setting": ["a", "a", "b"],
             "x": [1.0, 2.0, 10.0],
             "status": ["ok", "ok", "bad"],
             "w": [100, 200, 200],
         }
-    ).to_csv(root / "aggregate" / "t.csv", index=False)
+    )
+    write_csv(root / "aggregate" / "t.csv", table.to_dict("records"))  # with its marker
     return root
 
 

@@ -1,4 +1,10 @@
-"""Collect finished training runs into tidy tables (one row per run, one row per log)."""
+"""Collect finished training runs into tidy tables (one row per run, one row per log).
+
+Every file of a run is read through the validating readers of :mod:`overdeq.io`: a summary
+that is not complete JSON, a history cut short or without its marker, a missing or corrupt
+spectrum of a run that wrote one stop the aggregate with a message naming the file and how
+to rebuild it, instead of padding a table with empty cells.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,24 @@ from typing import Any
 
 import numpy as np
 
-from .io import read_csv, read_json, write_csv
+from .io import ResultFileError, read_csv, read_json, rebuild_hint, write_csv
 from .theory import FLOORS, fit_rate, predicted_losses, rate_bounds
 
-__all__ = ["run_row", "collect_runs", "stack_histories", "aggregate_runs", "RUN_COLUMNS"]
+__all__ = [
+    "run_row",
+    "collect_runs",
+    "stack_histories",
+    "aggregate_runs",
+    "read_summary",
+    "read_history",
+    "RUN_COLUMNS",
+    "TRAIN_MAKER",
+]
+
+# who makes a run directory's files (for the readers' error messages)
+TRAIN_MAKER = "rule train (overdeq train --out <run dir>)"
+SUMMARY_KEYS = ("status", "config", "config_hash")
+HISTORY_TYPES = {"step": int, "loss": float, "lambda_min": float}
 
 RUN_COLUMNS = [
     "run",
@@ -69,7 +89,7 @@ RUN_COLUMNS = [
 def run_row(run_dir: str | Path) -> dict[str, Any]:
     """One row describing a run directory (its summary.json, tags and config)."""
     run_dir = Path(run_dir)
-    s = read_json(run_dir / "summary.json")
+    s = read_summary(run_dir)
     cfg, prov, tags = s.get("config", {}), s.get("provenance", {}), s.get("tags", {})
     row = {k: s.get(k) for k in RUN_COLUMNS if k in s}
     row.update(
@@ -95,15 +115,56 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
     return row
 
 
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """A run's summary.json, checked (complete JSON with the keys the tables need)."""
+    return read_json(Path(run_dir) / "summary.json", keys=SUMMARY_KEYS, made_by=TRAIN_MAKER)
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, str]]:
+    """A run's history.csv, checked (complete, with step, loss and lambda_min as numbers)."""
+    return read_csv(Path(run_dir) / "history.csv", columns=HISTORY_TYPES, made_by=TRAIN_MAKER)
+
+
+def _spectrum(run_dir: Path, s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Theta_0's eigenvalues and r_0's coefficients, or None for a run that has none.
+
+    A run whose calibration found Theta_0 (theta0_lambda_max in its summary) and that did
+    not diverge has written spectrum.npz (train.calibrate): its absence is an error.
+    """
+    path = run_dir / "spectrum.npz"
+    # the spectrum is written once, at calibration: a run resumed from its checkpoint does
+    # not rewrite it, so the way out is to redo the run from scratch
+    redo = (
+        f"It is made by {TRAIN_MAKER} when the run starts; delete the run folder {run_dir}, "
+        f"then {rebuild_hint(run_dir / 'summary.json')}"
+    )
+    if not path.exists():
+        if s.get("theta0_lambda_max") is None or s.get("lr") is None:
+            return None
+        raise ResultFileError(
+            f"{path} is missing, but {run_dir / 'summary.json'} says the run computed Theta_0 "
+            f"(whose spectrum is written beside it). {redo}"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return np.asarray(z["evals"]), np.asarray(z["coeffs"])
+    except Exception as exc:  # a cut or garbled .npz fails in zipfile, numpy or pickle
+        raise ResultFileError(
+            f"{path} is not a readable spectrum ({type(exc).__name__}: {exc}): it is cut "
+            f"short or corrupt. {redo}"
+        ) from None
+
+
 def _predictions(run_dir: Path, s: dict[str, Any]) -> dict[str, Any]:
     """E6: the tangent-kernel prediction of the loss curve at the logged steps."""
-    spectrum = run_dir / "spectrum.npz"
-    if not spectrum.is_file() or s.get("status") != "finished":
+    if s.get("status") != "finished":
         return {}
+    spectrum = _spectrum(run_dir, s)
+    if spectrum is None:
+        return {}
+    evals, coeffs = spectrum
     loss_factor = 1.0 if s["config"]["train"]["loss"] == "half_sse" else 2.0
-    steps = np.array([float(r["step"]) for r in read_csv(run_dir / "history.csv")])
-    with np.load(spectrum) as z:
-        evals, coeffs = z["evals"], z["coeffs"]
+    steps = np.array([float(r["step"]) for r in read_history(run_dir)])
     pred = predicted_losses(evals, coeffs, s["lr"], steps, loss_factor)
     rate, _, _ = fit_rate(steps, pred, FLOORS[s["config"]["train"]["precision"]])
     # relative error in the exponent: |log rate - log predicted| / |log predicted|
@@ -118,7 +179,7 @@ def _predictions(run_dir: Path, s: dict[str, Any]) -> dict[str, Any]:
 
 def _readout_errors(run_dir: Path) -> dict[str, Any]:
     """E7: the released readout of lambda_min against the true smallest eigenvalue."""
-    hist = [r for r in read_csv(run_dir / "history.csv") if r.get("lambda_min_legacy")]
+    hist = [r for r in read_history(run_dir) if r.get("lambda_min_legacy")]
     if not hist:
         return {}
     errs = [
@@ -141,7 +202,7 @@ def stack_histories(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
             for k, v in run_row(d).items()
             if k in ("run", "dataset", "setting", "mode", "width", "n", "seed")
         }
-        for h in read_csv(Path(d) / "history.csv"):
+        for h in read_history(d):
             rows.append({**ident, **h})
     return rows
 
@@ -150,5 +211,6 @@ def aggregate_runs(
     run_dirs: Iterable[str | Path], runs_csv: str | Path, history_csv: str | Path
 ) -> None:
     run_dirs = list(run_dirs)
-    write_csv(runs_csv, collect_runs(run_dirs), RUN_COLUMNS)
-    write_csv(history_csv, stack_histories(run_dirs))
+    runs, history = collect_runs(run_dirs), stack_histories(run_dirs)  # every check first,
+    write_csv(runs_csv, runs, RUN_COLUMNS)  # so a bad run leaves both old tables in place
+    write_csv(history_csv, history)

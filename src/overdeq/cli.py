@@ -292,10 +292,10 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     from .aggregate import aggregate_runs
 
     dirs = [p.parent if p.name == "summary.json" else p for p in args.runs]
-    missing = [str(d) for d in dirs if not (d / "summary.json").is_file()]
+    missing = [str(d) for d in dirs if not (d / "summary.json").exists()]
     if missing:
         raise ConfigError(f"no summary.json in {missing}; train those runs first")
-    aggregate_runs(dirs, args.out_runs, args.out_history)
+    aggregate_runs(dirs, args.out_runs, args.out_history)  # checks every file it reads
     return 0
 
 
@@ -316,27 +316,31 @@ def _cmd_gradient_error(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .io import read_json, write_json
+    from .io import ResultFileError, read_json, rebuild_hint, write_json
     from .verify import CheckResult, Report, format_table, parse_claims, run_checks
 
     if args.show is not None:
-        data = read_json(args.show)
-        report = Report(
-            tier=data["tier"],
-            claims=data["claims"],
-            statements=data["statements"],
-            checks=[CheckResult(**c) for c in data["checks"]],
-        )
+        maker = "rule verify_claims (overdeq verify --out)"
+        data = read_json(args.show, keys=("tier", "claims", "statements", "checks"), made_by=maker)
+        try:
+            report = Report(
+                tier=data["tier"],
+                claims=dict(data["claims"]),
+                statements=dict(data["statements"]),
+                checks=[CheckResult(**c) for c in data["checks"]],
+            )
+        except (TypeError, ValueError) as exc:  # a check entry with missing or unknown keys
+            raise ResultFileError(
+                f"{args.show} does not hold a verify report ({exc}). It is made by {maker}; "
+                f"{rebuild_hint(args.show)}"
+            ) from None
     else:
         if args.claims is None or args.results is None or args.tier is None:
             raise ConfigError("verify needs --claims, --results and --tier (or --show FILE)")
         try:
-            data = read_json(args.claims)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"--claims {args.claims} is not valid JSON ({exc}); the workflow writes it from "
-                "config/claims.yaml (rule claims_json): snakemake results/<tier>/claims.json"
-            ) from None
+            data = read_json(args.claims, made_by="rule claims_json, from config/claims.yaml")
+        except ResultFileError as exc:
+            raise ConfigError(f"--claims {exc}") from None
         claims = parse_claims(data, source=str(args.claims))
         report = run_checks(claims, args.results, args.tier)
         if args.out is not None:
@@ -350,7 +354,7 @@ def _cmd_latex_values(args: argparse.Namespace) -> int:
     from .io import atomic_write_text
     from .values import read_values, values_to_latex
 
-    groups = {p.stem: read_values(p) for p in args.files}
+    groups = {path.stem: read_values(path) for path in args.files}
     groups["workflow"] = {"tier": args.tier}
     atomic_write_text(args.out, values_to_latex(groups))
     return 0

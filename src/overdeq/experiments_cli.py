@@ -36,7 +36,12 @@ __all__ = ["register", "load_params"]
 def load_params(path: Path | None, text: str | None) -> Any:
     """The JSON value of ``--params FILE`` or ``--params-json STRING`` ({} when neither)."""
     if path is not None:
-        source, text = str(path), path.read_text()
+        source = f"--params {path}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:  # missing, a folder, unreadable, binary
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"{source}: cannot read it ({why}); give a JSON file") from None
     elif text is not None:
         source = "--params-json"
     else:

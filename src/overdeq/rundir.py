@@ -182,11 +182,14 @@ def finished_run(out: Path, rhash: str, overwrite: bool) -> RunResult | None:
     if not summary_path.is_file():
         return None
     try:
-        summary = read_json(summary_path)
+        summary = read_json(summary_path, keys=("config_hash",))
     except ValueError:
-        return None  # unreadable (should not happen with atomic writes): recompute
+        return None  # cut short or not a summary (atomic writes prevent it): recompute
     if summary.get("config_hash") == rhash:
-        hist = read_csv(out / "history.csv") if (out / "history.csv").is_file() else []
+        try:
+            hist = read_csv(out / "history.csv", columns=HISTORY_COLUMNS)
+        except ValueError:  # missing, cut short or unmarked: redo the run (from its checkpoint)
+            return None
         return RunResult(summary=summary, history=hist, resumed_from=None, skipped=True)
     if not overwrite:
         raise ConfigError(

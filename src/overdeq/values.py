@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_text
+from .io import ResultFileError, atomic_write_text, read_json, rebuild_hint
 
 __all__ = ["latex_number", "write_values", "read_values", "values_to_latex"]
 
@@ -43,8 +43,35 @@ def write_values(path: str | Path, values: dict[str, Any]) -> None:
 
 
 def read_values(path: str | Path) -> dict[str, str]:
-    """The values a script wrote with ``write_values``."""
-    return json.loads(Path(path).read_text())
+    """The values a script wrote with ``write_values``, checked.
+
+    results/<tier>/values/<name>.json is written by scripts/<name>.py (rule <name>); a
+    truncated file, or one that is not a mapping of macro names to LaTeX text, raises
+    :class:`overdeq.io.ResultFileError` naming the file, its maker and how to rebuild it.
+    """
+    path = Path(path)
+    maker = f"rule {path.stem} (scripts/{path.stem}.py)"
+    values = read_json(path, made_by=maker)
+    if not isinstance(values, dict):
+        bad = f"holds a JSON {type(values).__name__}"
+    else:
+        wrong = [
+            k
+            for k, v in values.items()
+            if not _MACRO.fullmatch(k)
+            or isinstance(v, bool)
+            or not isinstance(v, (str, int, float))
+        ]
+        bad = f"has entries that are not macro name -> text: {wrong[:5]}" if wrong else ""
+    if bad:
+        raise ResultFileError(
+            f"{path} {bad}; a values file maps LaTeX macro names (letters only) to LaTeX "
+            f"text. It is made by {maker}; {rebuild_hint(path)}"
+        )
+    return values
+
+
+_MACRO = _NAME
 
 
 def values_to_latex(groups: dict[str, dict[str, str]]) -> str:

@@ -10,7 +10,9 @@ by ``tolerance``. ``reduce: slope`` is the log-log slope of the value against th
 ``against``; ``group_by`` applies the reduction within each group, and every group must pass. Thresholds may differ per tier ({quick: .., paper: ..}).
 
 A check whose table is missing is "n/a" (that tier does not run the experiment), never a
-pass. A claim passes when all its checks that ran pass.
+pass. A table that is there but cut short, edited, unmarked or not a file stops the
+verification with an error naming it (:func:`overdeq.io.read_table`): a verdict is never
+computed from a partial table. A claim passes when all its checks that ran pass.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .io import read_table
 from .theory import loglog_slope
 
 __all__ = [
@@ -133,7 +136,10 @@ def parse_claims(data: Any, source: str = "the claims") -> list[Claim]:
                     f"{source}: check {k.get('id', '?')} has unknown keys "
                     f"{sorted(unknown)}; allowed: {sorted(Check.__dataclass_fields__)}"
                 )
-            checks.append(Check(**k))
+            try:
+                checks.append(Check(**k))
+            except TypeError as exc:  # a required key missing
+                raise ValueError(f"{source}: check {k.get('id', '?')}: {exc}") from None
         claims.append(Claim(id=c["id"], statement=c["statement"], checks=tuple(checks)))
     return claims
 
@@ -231,12 +237,12 @@ def run_checks(claims: list[Claim], results_dir: str | Path, tier: str) -> Repor
         statuses = []
         for check in claim.checks:
             path = results_dir / check.table
-            if not path.is_file():
+            if not path.exists():
                 status, value, cond, n = "n/a", None, "", 0
                 note = f"{path} not produced by this tier"
             else:
-                if check.table not in cache:
-                    cache[check.table] = pd.read_csv(path)
+                if check.table not in cache:  # refuses a table cut short, edited or unmarked
+                    cache[check.table] = read_table(path)
                 try:
                     status, value, cond, n = _evaluate(check, cache[check.table], tier)
                     note = "" if n else "no rows match the filter"

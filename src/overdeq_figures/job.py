@@ -19,7 +19,6 @@ of the intermediates live in one place.
 from __future__ import annotations
 
 import glob
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from overdeq.io import atomic_write_text
+from overdeq.io import read_json as io_read_json
+from overdeq.io import read_table as io_read_table
 from overdeq.values import write_values
 
 __all__ = [
@@ -65,17 +66,25 @@ def _check_input(path: str | Path) -> Path:
     return path
 
 
-def read_table(path: str | Path):
-    """A CSV (or, for a .tsv name, tab-separated) table as a pandas DataFrame."""
+def read_table(path: str | Path, *, columns=None):
+    """A table a job wrote, as a pandas DataFrame, checked.
+
+    A CSV goes through :func:`overdeq.io.read_table`: a table cut short, edited, or lacking
+    one of ``columns`` (a list of names or a ``{name: type}`` mapping) is refused with the
+    file, what is wrong and the command that rebuilds it. A ``.tsv`` is one of Snakemake's
+    own benchmark files, which carry no completeness marker.
+    """
     import pandas as pd
 
     path = _check_input(path)
-    return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+    if path.suffix == ".tsv":
+        return pd.read_csv(path, sep="\t")
+    return io_read_table(path, columns=columns)
 
 
-def read_json(path: str | Path) -> Any:
-    """A JSON file a job wrote."""
-    return json.loads(_check_input(path).read_text(encoding="utf-8"))
+def read_json(path: str | Path, *, keys=()) -> Any:
+    """A JSON file a job wrote, checked (cut short, corrupt, or lacking one of ``keys``)."""
+    return io_read_json(_check_input(path), keys=keys)
 
 
 def read_text(path: str | Path) -> str:

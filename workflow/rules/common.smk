@@ -1,11 +1,9 @@
-# Shared set-up: validate the config, then small named helpers the rules call by name.
+# Shared set-up: named helpers the rules call by name (the config is checked by then:
+# workflow/rules/config_check.smk).
 import json
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
-
-validate(config, schema="../schemas/config.schema.yaml")
 
 TIER = config["tier"]
 RES = f"results/{TIER}"  # everything this tier computes lives under here
@@ -242,3 +240,40 @@ def compute_benchmark_files():
 
 def train_summaries():
     return [f"{d}/summary.json" for d in train_run_dirs()]
+
+
+def train_histories():
+    return [f"{d}/history.csv" for d in train_run_dirs()]
+
+
+def every_output():
+    """Every file the pipeline makes but the raw downloads, for `rule all`.
+
+    Snakemake checks a job for missing outputs only when the job is a target or something
+    downstream must run anyway; a missing intermediate file (one a failed job removed, or
+    one deleted by hand) whose consumers' outputs exist is otherwise left missing, and the
+    next run says "Nothing to be done". Asking for every output makes each job a target.
+    Raw downloads are left out: they are fetched when a job needs them.
+    """
+    random = [
+        random_deq_table(exp, name)
+        for exp in RANDOM_DEQ_EXPERIMENTS
+        for name in ("rows.csv", "meta.json") + (("summary.csv",) if exp != "e10" else ())
+    ]
+    return [
+        *[prepared_data(d) for d in TRAINING["datasets"]],
+        *random,
+        *train_summaries(),
+        *train_histories(),
+        f"{RES}/aggregate/train_runs.csv",
+        f"{RES}/aggregate/train_history.csv",
+        f"{RES}/ablations/gradient_error.csv",
+        *compute_benchmark_files(),
+        *PAPER_FIGURES,
+        *PAPER_TABLES,
+        *PAPER_VALUES,
+        "paper/generated/values.tex",
+        f"{RES}/claims.json",
+        f"{RES}/verify.json",
+        "paper/main.pdf",
+    ]

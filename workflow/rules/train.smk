@@ -28,6 +28,8 @@ rule train:
 rule aggregate_training:
     input:
         summaries=train_summaries(),
+        # read beside each summary: listed so that a missing one reruns its training job
+        histories=train_histories(),
     output:
         runs=f"{RES}/aggregate/train_runs.csv",
         history=f"{RES}/aggregate/train_history.csv",

@@ -8,6 +8,7 @@ from .core import (
     balanced_subset,
     load_dataset,
     make_labels,
+    max_samples,
     normalize_rows,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "balanced_subset",
     "load_dataset",
     "make_labels",
+    "max_samples",
     "normalize_rows",
 ]

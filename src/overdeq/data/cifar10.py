@@ -30,6 +30,7 @@ from .download import LocalFile, RemoteFile, ensure
 from .labelled import check_classes, from_labelled_images
 
 __all__ = [
+    "CLASS_COUNTS",
     "CIFAR10_FILE",
     "TRAIN_BATCHES",
     "TEST_BATCH",
@@ -56,6 +57,7 @@ CIFAR10_FILE = RemoteFile(
     dataset="CIFAR-10",
 )
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CLASS_COUNTS = (5000,) * 10  # images per class 0..9 in the five training batches
 TEST_BATCH = "test_batch"
 LUMA_601 = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
 _PIXELS = 32 * 32

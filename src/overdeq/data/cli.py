@@ -1,8 +1,11 @@
 """``overdeq data``: fetch and verify raw files, or prepare a data set into an .npz.
 
-    overdeq data fetch   --data mnist|cifar10 [--data-root data] [--no-download]
+    overdeq data fetch   --data mnist|cifar10 [--data-root data] [--[no-]download]
     overdeq data prepare --data NAME --n N --data-seed S [--classes 0 1] [--labels uniform]
-                         [--data-root data] [--no-download] --out FILE.npz
+                         [--data-root data] [--[no-]download] --out FILE.npz
+
+Downloads happen only for missing raw files, and only when allowed: ``--download`` or
+``--no-download`` decides when given, else the environment (``OVERDEQ_OFFLINE=1`` forbids).
 
 ``prepare`` derives its seeds exactly as ``overdeq train`` does (``seeding.data_seeds``:
 ``derive_seed(data_seed, "data")`` for the subset, ``"labels"`` for the targets), so
@@ -14,6 +17,7 @@ failed run leaves a previously prepared file untouched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -54,9 +58,9 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--download",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="download missing raw files (default); --no-download only uses and "
-        "verifies files already in place",
+        default=None,
+        help="download missing raw files (default, unless the environment sets "
+        "OVERDEQ_OFFLINE=1); --no-download only uses and verifies files already in place",
     )
 
 
@@ -85,11 +89,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_cmd_prepare)
 
 
+def _network(download: bool | None) -> contextlib.AbstractContextManager:
+    """--download / --no-download when given; otherwise OVERDEQ_OFFLINE decides."""
+    return contextlib.nullcontext() if download is None else network_allowed(download)
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .cifar10 import fetch_cifar10
     from .mnist import fetch_mnist
 
-    with network_allowed(args.download):
+    with _network(args.download):
         if args.data == "mnist":
             files = list(fetch_mnist(args.data_root).values())
         else:
@@ -111,7 +120,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         classes=tuple(args.classes),
         root=args.data_root,
     )
-    with network_allowed(args.download):
+    with _network(args.download):
         ds = load_dataset(spec)  # every check (files, checksums, classes, n) happens here
     ds = Dataset(X=ds.X, y=ds.y, name=ds.name, meta={**ds.meta, "data_seed": args.data_seed})
     ds.save_npz(args.out)

@@ -30,6 +30,7 @@ __all__ = [
     "normalize_rows",
     "make_labels",
     "balanced_subset",
+    "max_samples",
 ]
 
 LABEL_KINDS = ("uniform", "pm1")
@@ -105,38 +106,50 @@ class Dataset:
 
     @classmethod
     def load_npz(cls, path: str | Path) -> Dataset:
+        """A prepared data file; a missing, cut or garbled one is a ValueError naming it."""
         import json
+        import zipfile
+
+        from ..io import ResultFileError, rebuild_hint
 
         path = Path(path)
+        how = (  # the file's maker, and how to remake it
+            "it is made by 'overdeq data prepare ... --out FILE.npz' (in the workflow: rule "
+            f"prepare_data; {rebuild_hint(path)})"
+        )
+        if not path.exists():
+            raise FileNotFoundError(f"prepared data file {path} does not exist; {how}")
         if not path.is_file():
-            raise FileNotFoundError(
-                f"prepared data file {path} does not exist; create it with "
-                "'overdeq data prepare' or the workflow's data rules"
-            )
+            raise ResultFileError(f"{path} is a folder, not a prepared data file; move it away")
         try:
             z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValueError(
-                f"{path} is not a prepared overdeq data file (.npz): {exc}. Create "
-                "one with 'overdeq data prepare ... --out FILE.npz'"
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ResultFileError(
+                f"{path} is not a prepared overdeq data file (.npz): {exc or 'empty'}; it is cut "
+                f"short, corrupt or another kind of file; {how}"
             ) from None
         if not hasattr(z, "files"):
-            raise ValueError(
-                f"{path} holds a bare array, not a prepared overdeq data file; "
-                "create one with 'overdeq data prepare ... --out FILE.npz'"
+            raise ResultFileError(
+                f"{path} holds a bare array, not a prepared overdeq data file; {how}"
             )
         with z:
             missing = {"X", "y", "name", "meta"} - set(z.files)
             if missing:
-                raise ValueError(
-                    f"{path} is not a prepared overdeq data file (missing arrays {sorted(missing)})"
+                raise ResultFileError(
+                    f"{path} is not a prepared overdeq data file (missing arrays "
+                    f"{sorted(missing)}); {how}"
                 )
-            return cls(
-                X=z["X"].astype(np.float64),
-                y=z["y"].astype(np.float64),
-                name=str(z["name"]),
-                meta=json.loads(str(z["meta"])),
-            )
+            try:
+                return cls(
+                    X=z["X"].astype(np.float64),
+                    y=z["y"].astype(np.float64),
+                    name=str(z["name"]),
+                    meta=json.loads(str(z["meta"])),
+                )
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise ResultFileError(
+                    f"{path} is corrupt ({type(exc).__name__}: {exc}); {how}"
+                ) from None
 
 
 def normalize_rows(X: np.ndarray) -> np.ndarray:
@@ -212,6 +225,25 @@ def _loader(name: str) -> Loader:
         module, func = DATASETS[name].split(":")
         LOADERS[name] = getattr(importlib.import_module(module), func)
     return LOADERS[name]
+
+
+def max_samples(name: str, classes: tuple[int, ...] = DataSpec.classes) -> int | None:
+    """The largest n a class-balanced subset of ``classes`` can have (None: no limit).
+
+    A loader module that draws from a fixed collection declares ``CLASS_COUNTS`` (images per
+    class); :func:`balanced_subset` gives class i ``n // k`` samples, plus one for the first
+    ``n % k`` classes.
+    """
+    module = importlib.import_module(DATASETS[name].split(":")[0])
+    counts = getattr(module, "CLASS_COUNTS", None)
+    if counts is None:
+        return None
+    have = [counts[c] for c in classes]
+    k = len(have)
+    n = k * min(have) + k  # an upper bound: every class gives at most min(have) + 1
+    while any(n // k + (1 if i < n % k else 0) > c for i, c in enumerate(have)):
+        n -= 1
+    return n
 
 
 def load_dataset(spec: DataSpec) -> Dataset:

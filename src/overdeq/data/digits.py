@@ -16,7 +16,9 @@ import numpy as np
 from .core import Dataset, DataSpec
 from .labelled import check_classes, from_labelled_images
 
-__all__ = ["load_digits"]
+__all__ = ["load_digits", "CLASS_COUNTS"]
+
+CLASS_COUNTS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)  # images of 0..9 (1797)
 
 
 def load_digits(spec: DataSpec) -> Dataset:

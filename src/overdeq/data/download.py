@@ -7,9 +7,15 @@ verified and used without touching the network; a missing file is downloaded onl
 network is allowed, otherwise the error says which file, where to put it, where it comes
 from and its checksum.
 
-Downloads stream into a temporary file next to the destination, hashing as they go; only a
-file whose size and checksums match is moved into place (``os.replace``, atomic), so an
-interrupted or corrupted transfer leaves nothing under the final name.
+Downloads stream into a hidden temporary file next to the destination
+(``.<name>.<random>.part``), hashing as they go; only a file whose size and checksums match
+is moved into place (``os.replace``, atomic), so an interrupted or corrupted transfer leaves
+nothing under the final name. A failed attempt deletes its temporary file. One left by a
+killed process is deleted by the next attempt: a download holds an exclusive ``flock`` on its
+temporary file while it runs, so a temporary file nobody holds is stale.
+
+Something that is not a regular file where a raw file belongs (a folder, say) is an error
+saying so, never "missing" and never overwritten.
 
 Network policy, strongest first: the ``download=`` argument of :func:`ensure`, then
 :func:`network_allowed` (a context manager the CLI uses for ``--no-download``), then the
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import fcntl
+import glob
 import hashlib
 import os
 import sys
@@ -47,9 +55,12 @@ __all__ = [
     "ensure_all",
     "network_allowed",
     "downloads_allowed",
+    "remove_stale_parts",
+    "check_place",
 ]
 
 _CHUNK = 1 << 20
+_PART = ".part"  # suffix of a download's temporary file
 _ALLOW: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
     "overdeq_download", default=None
 )
@@ -205,24 +216,30 @@ def fetch_file(
     every URL fails, DownloadError lists each URL with its failure (expected vs actual).
     """
     dest = Path(dest)
+    check_place(dest, rf)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stream = log if log is not None else sys.stderr
+    removed = remove_stale_parts(dest)
+    if removed:
+        print(f"removed {len(removed)} stale partial download(s) of {dest}", file=stream)
     failures: list[str] = []
     for url in rf.urls:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=_PART, dir=dest.parent)
         try:
             t0 = time.perf_counter()
             print(f"downloading {url} -> {dest}", file=stream, flush=True)
             with os.fdopen(fd, "wb") as sink:
+                fcntl.flock(sink.fileno(), fcntl.LOCK_EX)  # held until moved into place
                 with urllib.request.urlopen(url, timeout=timeout) as resp:
                     got = _hash_stream(resp, sink)
                 sink.flush()
                 os.fsync(sink.fileno())
-            why = _mismatch(rf, got)
+                why = _mismatch(rf, got)
+                if why is None:
+                    os.replace(tmp, dest)
             if why is not None:
                 failures.append(f"{url}: wrong content ({why}); the partial file was deleted")
                 continue
-            os.replace(tmp, dest)
             print(
                 f"  {got.size} bytes in {time.perf_counter() - t0:.1f} s, sha256 "
                 f"{got.sha256} verified",
@@ -244,6 +261,53 @@ def fetch_file(
     )
 
 
+def remove_stale_parts(dest: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of downloads of ``dest`` that no running process holds.
+
+    Every download holds an exclusive flock on its temporary file from just after creating
+    it until it is renamed or deleted; the lock dies with its process, so a file whose lock
+    can be taken was left by a killed download. Returns the files deleted.
+    """
+    dest = Path(dest)
+    removed = []
+    for part in sorted(dest.parent.glob(f".{glob.escape(dest.name)}.*{_PART}")):
+        try:
+            fd = os.open(part, os.O_RDONLY)
+        except OSError:  # gone meanwhile (renamed or deleted by its owner)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: a download in progress
+            continue
+        else:
+            part.unlink(missing_ok=True)
+            removed.append(part)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def check_place(path: str | os.PathLike, rf: RemoteFile) -> None:
+    """Refuse a raw file's place that holds something else (a folder, say), or whose folder
+    cannot exist because a file stands where a folder of its path should be."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise DataFileError(
+            f"{path} is {kind}, but the {rf.dataset} file {rf.name} belongs there. Move it "
+            f"away, then run 'overdeq data fetch --data {_cli_name(rf)} --data-root "
+            f"{_root_of(path)}' or put the original file there:\n{rf.describe()}"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataFileError(
+                    f"{parent} is a file, but {rf.dataset}'s raw files go in the folder "
+                    f"{path.parent}; move {parent} away or choose another --data-root"
+                )
+            break
+
+
 def ensure(rf: RemoteFile, folder: str | os.PathLike, *, download: bool | None = None) -> LocalFile:
     """The verified file ``rf`` in ``folder``: use a file in place, else download it.
 
@@ -251,6 +315,7 @@ def ensure(rf: RemoteFile, folder: str | os.PathLike, *, download: bool | None =
     resolves); the network is used only for a missing file and only when allowed.
     """
     path = Path(folder) / rf.name
+    check_place(path, rf)
     if path.is_file():
         return LocalFile(path, verify(path, rf))
     if not downloads_allowed(download):
@@ -263,6 +328,8 @@ def ensure_all(
 ) -> dict[str, LocalFile]:
     """:func:`ensure` for several files; offline, all missing ones are named in one error."""
     folder = Path(folder)
+    for rf in files:
+        check_place(folder / rf.name, rf)
     if not downloads_allowed(download):
         missing = [rf for rf in files if not (folder / rf.name).is_file()]
         if missing:

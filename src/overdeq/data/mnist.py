@@ -16,6 +16,7 @@ from .idx import read_idx_images, read_idx_labels
 from .labelled import check_classes, from_labelled_images
 
 __all__ = [
+    "CLASS_COUNTS",
     "MNIST_FILES",
     "MNIST_MIRRORS",
     "TRAIN_FILES",
@@ -23,6 +24,9 @@ __all__ = [
     "fetch_mnist",
     "load_mnist",
 ]
+
+# images per class 0..9 in the training split that load_mnist reads (max n: data.max_samples)
+CLASS_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 
 # Tried in order. ossci-datasets is PyTorch's S3 mirror (torchvision's default); yann.lecun.com
 # is the original home (often refuses downloads now); cvdf-datasets is TensorFlow's mirror.
