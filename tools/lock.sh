@@ -22,9 +22,13 @@ python3 -m venv "$tool/venv"
 torch_cpu=${OVERDEQ_LOCK_TORCH:-torch==2.13.0+cpu}
 links=()
 for dir in ${PIP_FIND_LINKS:-} /opt/wheels; do [ -d "$dir" ] && links+=(--find-links "$dir"); done
-echo "$torch_cpu" > "$tool/torch.txt"
+# Constraints of the lock itself, each with its reason:
+# - jsonschema < 4.25: its format-nongpl extra (pulled in by jupyterlab's jupyter-events)
+#   gained rfc3987-syntax in 4.25, whose import builds a grammar: ~3 s of CPU on every
+#   Snakemake start, which imports jsonschema. 4.24 validates the same schemas.
+{ echo "$torch_cpu"; echo "jsonschema<4.25"; } > "$tool/constraints.txt"
 "$tool/venv/bin/uv" pip compile pyproject.toml --extra dev --extra slurm \
   --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
-  --generate-hashes --no-emit-package torch -c "$tool/torch.txt" "${links[@]}" \
+  --generate-hashes --no-emit-package torch -c "$tool/constraints.txt" "${links[@]}" \
   --custom-compile-command "tools/lock.sh" -o requirements.lock
 echo "requirements.lock: $(grep -c '==' requirements.lock) pinned packages (torch excluded)"
