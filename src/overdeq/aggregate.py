@@ -46,6 +46,7 @@ RUN_COLUMNS = [
     "reason",
     "steps",
     "steps_done",
+    "stopped_at_floor",
     "lr",
     "lr_source",
     "lr_scale",

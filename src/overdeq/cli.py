@@ -121,6 +121,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-iter", type=positive_int("--max-iter"), default=None)
     g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--patience", type=positive_int("--patience"), default=None)
+    g.add_argument(
+        "--floor-stop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop once the loss reaches the round-off floor of the precision times the "
+        "initial loss (summary.json: stopped_at_floor) (default: off)",
+    )
 
     g = p.add_argument_group("monitoring, output, hardware")
     for knob, kind, what in (

@@ -37,7 +37,10 @@ __all__ = [
 ]
 
 MODES = ("paper", "legacy")
-PRECISIONS = ("float32", "tf32", "float64")
+# "mixed": fp32 answers (stopping tests, loss, gradients, monitoring), with the correction
+# sweeps of the implicit gradient's two solves in bfloat16 (overdeq.mixed). The released
+# algorithm has no fp32 test to anchor a correction, so under "mixed" it runs in float32.
+PRECISIONS = ("float32", "tf32", "float64", "mixed")
 LOSSES = ("half_sse", "sse")  # 1/2 sum of squares (paper) | sum of squares (released code)
 GRADIENTS = ("implicit", "released")
 
@@ -69,6 +72,9 @@ class TrainConfig:
     patience: int = 3  # consecutive steps with an unconverged solve before "diverged"
     precision: str = "float32"
     device: str = "cpu"
+    # Stop (status "finished", summary key stopped_at_floor) at the first step whose loss is at
+    # or below the round-off floor of the precision (theory.FLOORS) times the initial loss.
+    floor_stop: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -116,7 +122,14 @@ class RunConfig:
         d = self.to_dict()
         for key in ("device", "checkpoint_every"):
             d["train"].pop(key)
+        # knobs added later are hashed only when set, so earlier runs keep their identity
+        for key, default in _LATER_KNOBS.items():
+            if d["train"][key] == default:
+                d["train"].pop(key)
         return config_hash(d)
+
+
+_LATER_KNOBS: dict[str, Any] = {"floor_stop": False}
 
 
 LEGACY_SOLVER = SolverConfig(

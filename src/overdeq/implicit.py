@@ -15,6 +15,10 @@ step is very effective. Then
 torch optimizer step trains (W, U, a). ``released_output`` reproduces the authors' code:
 Anderson on the forward, one more differentiable application of the layer, and a backward
 hook that solves the adjoint with the same solver on autograd vector-Jacobian products.
+
+With ``mixed`` (a :class:`~overdeq.mixed.MixedConfig`) both solves of the implicit gradient
+are defect corrections: fp32 residuals and the fp32 stopping test, low-precision correction
+sweeps in between (overdeq.mixed). The gradient formulas above stay in fp32.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .mixed import MixedConfig, adjoint_maps, defect_correction, forward_maps
 from .model import DEQ
 from .solvers import SolverConfig, SolverResult, solve
 
@@ -80,39 +85,60 @@ class SolveStats:
 
 
 def equilibrium(
-    model: DEQ, X: Tensor, cfg: SolverConfig, z0: Tensor | None = None
+    model: DEQ,
+    X: Tensor,
+    cfg: SolverConfig,
+    z0: Tensor | None = None,
+    mixed: MixedConfig | None = None,
 ) -> tuple[Tensor, Tensor, SolverResult]:
     """Solve z = s relu(W z + U x) for every row of X without building a graph.
 
     Returns (Z* (n, m), D (n, m) bool activity at the last evaluation, solver result).
+    ``mixed``: solve by defect correction with low-precision sweeps (same fp32 test).
     """
     with torch.no_grad():
         inj = model.input_injection(X)  # (n, m)
         last: dict[str, Tensor] = {}
+        start = z0 if z0 is not None else X.new_zeros(X.shape[0], model.cfg.width)
+        if mixed is not None:
+            W = model.W.detach()
+            f, corr = forward_maps(W, inj, model.scale, cfg.tol, mixed, last)
+            res = defect_correction(f, corr, start, cfg)
+            return res.solution, last["h"] > 0, res
 
         def f(Z: Tensor) -> Tensor:
             h = Z @ model.W.T + inj
             last["h"] = h
             return model.scale * torch.relu(h)
 
-        start = z0 if z0 is not None else X.new_zeros(X.shape[0], model.cfg.width)
         res = solve(f, start, cfg)
         return res.solution, last["h"] > 0, res
 
 
 def adjoint(
-    model: DEQ, mask: Tensor, cfg: SolverConfig, v0: Tensor | None = None
+    model: DEQ,
+    mask: Tensor,
+    cfg: SolverConfig,
+    v0: Tensor | None = None,
+    mixed: MixedConfig | None = None,
 ) -> tuple[Tensor, SolverResult]:
-    """Solve V = a^T + s (V * D) W row-wise: the readout's adjoint at the equilibrium."""
+    """Solve V = a^T + s (V * D) W row-wise: the readout's adjoint at the equilibrium.
+
+    ``mixed``: solve by defect correction with low-precision sweeps (same fp32 test).
+    """
     with torch.no_grad():
         a_row = model.a.detach()[None, :]
         maskf = mask.to(model.W.dtype)
         W, s = model.W.detach(), model.scale
+        start = v0 if v0 is not None else a_row.expand(mask.shape[0], -1).clone()
+        if mixed is not None:
+            g_map, corr = adjoint_maps(W, a_row, mask, s, cfg.tol, mixed)
+            res = defect_correction(g_map, corr, start, cfg)
+            return res.solution, res
 
         def g(V: Tensor) -> Tensor:
             return a_row + s * ((V * maskf) @ W)
 
-        start = v0 if v0 is not None else a_row.expand(mask.shape[0], -1).clone()
         res = solve(g, start, cfg)
         return res.solution, res
 
@@ -121,13 +147,13 @@ class _DEQOutput(torch.autograd.Function):
     """f(X) = a^T z*(X) (+ b_a) with the exact implicit gradient for all parameters."""
 
     @staticmethod
-    def forward(ctx, X, W, U, a, b_w, b_u, b_a, model, fwd, bwd, warm, stats):  # noqa: N803
+    def forward(ctx, X, W, U, a, b_w, b_u, b_a, model, fwd, bwd, warm, stats, mixed):  # noqa: N803
         z0 = warm.guess("z", X.new_empty(X.shape[0], model.cfg.width)) if warm else None
-        Z, mask, res = equilibrium(model, X, fwd, z0)
+        Z, mask, res = equilibrium(model, X, fwd, z0, mixed)
         if warm is not None:
             warm.store("z", Z)
         stats.forward, stats.z, stats.mask = res, Z, mask
-        ctx.model, ctx.bwd, ctx.warm, ctx.stats = model, bwd, warm, stats
+        ctx.model, ctx.bwd, ctx.warm, ctx.stats, ctx.mixed = model, bwd, warm, stats, mixed
         ctx.save_for_backward(X, Z, mask)
         out = Z @ a
         return out + b_a if b_a is not None else out
@@ -138,7 +164,7 @@ class _DEQOutput(torch.autograd.Function):
         X, Z, mask = ctx.saved_tensors
         model, warm, stats = ctx.model, ctx.warm, ctx.stats
         v0 = warm.guess("v", Z) if warm else None
-        V, res = adjoint(model, mask, ctx.bwd, v0)
+        V, res = adjoint(model, mask, ctx.bwd, v0, ctx.mixed)
         if warm is not None:
             warm.store("v", V)
         stats.backward, stats.v = res, V
@@ -151,7 +177,7 @@ class _DEQOutput(torch.autograd.Function):
             grads_b = (grad_b, grad_b.clone(), r.sum())
         else:
             grads_b = (None, None, None)
-        return (None, grad_W, grad_U, grad_a, *grads_b, None, None, None, None, None)
+        return (None, grad_W, grad_U, grad_a, *grads_b, None, None, None, None, None, None)
 
 
 def deq_output(
@@ -162,8 +188,12 @@ def deq_output(
     backward: SolverConfig,
     warm: WarmStart | None = None,
     stats: SolveStats | None = None,
+    mixed: MixedConfig | None = None,
 ) -> Tensor:
     """Outputs f(x_i) for the rows of X (n, d) -> (n,), differentiable by the implicit rule.
+
+    ``mixed``: both solves by defect correction with low-precision sweeps (overdeq.mixed);
+    the stopping tests, the outputs and the gradients stay fp32.
 
     ``stats`` (if given) receives the solver results, Z* and D after the forward pass and V
     after the backward pass. A solve that does not converge is reported there
@@ -172,7 +202,7 @@ def deq_output(
     stats = stats if stats is not None else SolveStats()
     return _DEQOutput.apply(
         X, model.W, model.U, model.a, model.b_w, model.b_u, model.b_a,
-        model, forward, backward, warm, stats,
+        model, forward, backward, warm, stats, mixed,
     )  # fmt: skip
 
 

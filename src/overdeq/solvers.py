@@ -20,7 +20,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["SolverResult", "SolverConfig", "SOLVERS", "get_solver", "picard", "anderson"]
+__all__ = [
+    "SolverResult",
+    "SolverConfig",
+    "SOLVERS",
+    "get_solver",
+    "picard",
+    "anderson",
+    "relative_residuals",
+]
 
 Map = Callable[[Tensor], Tensor]
 _EPS = 1e-12  # keeps relative residuals finite when f(z) = 0 (a fully inactive sample)
@@ -36,6 +44,7 @@ class SolverResult:
     residual: float  # final criterion value (max per-sample or global relative residual)
     residuals: Tensor  # (iterations,) criterion value after each iteration, on the host
     per_sample: Tensor  # (n,) final per-sample relative residuals, on the host
+    low_iterations: int = 0  # of ``iterations``, low-precision sweeps (overdeq.mixed)
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,8 @@ class SolverConfig:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
 
 
-def _residuals(fz: Tensor, z: Tensor, cfg: SolverConfig) -> tuple[Tensor, Tensor]:
-    """(criterion value as a 0-d device tensor, per-sample relative residuals (n,))."""
+def relative_residuals(fz: Tensor, z: Tensor, cfg: SolverConfig) -> tuple[Tensor, Tensor]:
+    """The convergence test's (criterion value as a 0-d device tensor, per-sample relative residuals (n,))."""
     diff = (fz - z).flatten(1)
     fzf = fz.flatten(1)
     per_sample = diff.norm(dim=1) / (fzf.norm(dim=1) + _EPS)
@@ -123,7 +132,7 @@ def picard(f: Map, z0: Tensor, cfg: SolverConfig) -> SolverResult:
     per_sample = torch.full((z0.shape[0],), math.inf)
     for k in range(1, cfg.max_iter + 1):
         fz = f(z)
-        crit, per_sample = _residuals(fz, z, cfg)
+        crit, per_sample = relative_residuals(fz, z, cfg)
         trace.append(crit)
         z = fz
         if schedule.due(k):
@@ -151,14 +160,14 @@ def anderson(f: Map, z0: Tensor, cfg: SolverConfig) -> SolverResult:
     x0 = z0.reshape(n, dim)
     f0 = f(z0).reshape(n, dim)
     xs[:, 0], fs[:, 0] = x0, f0
-    crit, per_sample = _residuals(f0, x0, cfg)
+    crit, per_sample = relative_residuals(f0, x0, cfg)
     trace = [crit]
     z = f0.reshape(shape)
     if cfg.max_iter == 1 or (not _Schedule(cfg, z0.device).sync_free and float(crit) < cfg.tol):
         return _finish(z, trace, per_sample, cfg)
     xs[:, 1] = f0
     fs[:, 1] = f(f0.reshape(shape)).reshape(n, dim)
-    crit, per_sample = _residuals(fs[:, 1], xs[:, 1], cfg)
+    crit, per_sample = relative_residuals(fs[:, 1], xs[:, 1], cfg)
     trace.append(crit)
     z = fs[:, 1].reshape(shape)
     schedule = _Schedule(cfg, z0.device)
@@ -192,7 +201,7 @@ def anderson(f: Map, z0: Tensor, cfg: SolverConfig) -> SolverResult:
         slot = k % hist
         xs[:, slot] = mixed
         fs[:, slot] = f(mixed.reshape(shape)).reshape(n, dim)
-        crit, per_sample = _residuals(fs[:, slot], xs[:, slot], cfg)
+        crit, per_sample = relative_residuals(fs[:, slot], xs[:, slot], cfg)
         trace.append(crit)
         z = fs[:, slot].reshape(shape)
         if schedule.due(k + 1):

@@ -33,6 +33,7 @@ from .data import Dataset, load_dataset
 from .implicit import SolveStats, WarmStart, deq_output, equilibrium, released_output
 from .io import atomic_torch_save, write_csv
 from .kernels import lambda_star
+from .mixed import MixedConfig
 from .model import DEQ
 from .monitor import (
     PowerNorm,
@@ -55,6 +56,7 @@ from .rundir import (
 )
 from .seeding import MODEL_OBJECTS
 from .solvers import SolverConfig
+from .theory import FLOORS
 
 __all__ = [
     "train",
@@ -267,12 +269,15 @@ class _Run:
         self.fwd_kwargs: dict[str, Any] = dict(forward=cfg.forward, backward=cfg.backward)
         if cfg.gradient == "implicit":
             self.fwd_kwargs["warm"] = self.warm if cfg.warm_start else None
+            if cfg.precision == "mixed":  # bfloat16 corrections, fp32 tests (overdeq.mixed)
+                self.fwd_kwargs["mixed"] = MixedConfig()
         self.history: list[dict[str, Any]] = []
         self.t, self.unconverged, self.elapsed_before = 0, 0, 0.0
         self.resumed_from: int | None = None
         self.segments: list[dict[str, Any]] = []  # one per earlier process on this run
         self.status, self.reason = "finished", ""
         self.ended: tuple[str, str] | None = None
+        self.floor_step: int | None = None  # floor_stop: the step the floor was reached
         self.loss = math.nan  # the loss before the last update
         self.ckpt = self.out / "checkpoint.pt" if self.out is not None else None
 
@@ -335,10 +340,18 @@ class _Run:
                 }
             )
             return self._end("diverged", f"non-finite loss at step {self.t}")
-        row = self.log(stats, loss_value)
+        at_floor = self._at_floor(loss_value)
+        row = self.log(stats, loss_value, force=at_floor)
         fwd_ok = stats.forward.converged
         if self.t == cfg.steps:  # the last step is logged, not taken
             return True
+        if at_floor:  # logged, not taken: the loss cannot go lower in this precision
+            self.floor_step = self.t
+            return self._end(
+                "finished",
+                f"stopped at the round-off floor at step {self.t}: loss {loss_value:.3e} <= "
+                f"{FLOORS[cfg.precision]:g} x the initial loss ({cfg.precision})",
+            )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         bwd_ok = stats.backward.converged if stats.backward is not None else True
@@ -366,15 +379,23 @@ class _Run:
         self.status, self.reason = status, reason
         return True
 
-    def log(self, stats: SolveStats, loss: float) -> dict[str, Any] | None:
-        """Append the monitoring row of this step if it is a logged one (and return it)."""
+    def _at_floor(self, loss: float) -> bool:
+        """floor_stop: the loss is at or below FLOORS[precision] times the initial loss."""
+        if not self.cfg.floor_stop or not self.history or self.t == 0:
+            return False
+        return loss <= FLOORS[self.cfg.precision] * self.history[0]["loss"]
+
+    def log(self, stats: SolveStats, loss: float, force: bool = False) -> dict[str, Any] | None:
+        """Append the monitoring row of this step if it is a logged one (and return it).
+
+        ``force``: log it anyway, as the last row (with the exact ||W||_2 audit).
+        """
         cfg = self.cfg
-        if not (self.t % cfg.log_every == 0 or self.t == cfg.steps):
+        last = self.t == cfg.steps or force
+        if not (self.t % cfg.log_every == 0 or last):
             return None
         n_log = len(self.history)
-        audit = (
-            n_log == 0 or self.t == cfg.steps or (cfg.audit_every and n_log % cfg.audit_every == 0)
-        )
+        audit = n_log == 0 or last or (cfg.audit_every and n_log % cfg.audit_every == 0)
         row = log_row(self.model, stats, self.init, self.power, loss, self.t, audit, cfg)
         self.history.append(row)
         return row
@@ -418,6 +439,14 @@ class _Run:
         )
         write_csv(self.out / "history.csv", self.history, HISTORY_COLUMNS)
 
+    def _floor_step(self) -> int | None:
+        """The step at which floor_stop ended the run (also after a resume), else None."""
+        if self.floor_step is not None:
+            return self.floor_step
+        if self.reason.startswith("stopped at the round-off floor"):
+            return self.t
+        return None
+
     def interrupted(self) -> RunResult:
         return RunResult(
             summary={"status": "interrupted", "step": self.t},
@@ -445,6 +474,7 @@ class _Run:
             run, self.history, self.status, self.reason, self.t, self.lr, self.calib, n_logs_total
         )
         summary["tags"] = dict(tags or {})
+        summary["stopped_at_floor"] = self._floor_step()
         if self.out is not None and self.ended is None:
             self.checkpoint(ended=(self.status, self.reason))
         return write_final(
