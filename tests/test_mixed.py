@@ -156,3 +156,31 @@ def test_warm_started_mixed_steps_stay_converged():
         (0.5 * ((out - y) ** 2).sum()).backward()
         opt.step()
         assert stats.forward.converged and stats.backward.converged
+
+
+def test_a_mixed_run_resumes_bit_identically(tmp_path):
+    """The mixed state (the last fp32 evaluations) is checkpointed with the warm starts."""
+    run = make_run_config(**SMALL, steps=30, log_every=3, checkpoint_every=7, precision="mixed")
+    full = train(run, tmp_path / "full")
+    assert train(run, tmp_path / "part", stop_after=11).summary["status"] == "interrupted"
+    resumed = train(run, tmp_path / "part")
+    assert resumed.resumed_from == 11 and resumed.history == full.history
+
+
+def test_later_steps_start_from_the_last_evaluation():
+    """With the state of the last step, a forward solve needs a single fp32 evaluation."""
+    model, X = _model()
+    y = torch.linspace(-1, 1, X.shape[0])
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    warm, fp32_evals = WarmStart(), []
+    for _ in range(4):
+        stats = SolveStats()
+        out = deq_output(
+            model, X, forward=SOLVER, backward=SOLVER, warm=warm, stats=stats, mixed=MixedConfig()
+        )
+        opt.zero_grad()
+        (0.5 * ((out - y) ** 2).sum()).backward()
+        opt.step()
+        fp32_evals.append(stats.forward.iterations - stats.forward.low_iterations)
+        assert stats.forward.converged and stats.backward.converged
+    assert fp32_evals[0] >= 2 and fp32_evals[-1] == 1

@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .mixed import MixedConfig, adjoint_maps, defect_correction, forward_maps
+from .mixed import (
+    MixedConfig,
+    MixedState,
+    adjoint_maps,
+    adjoint_start,
+    defect_correction,
+    forward_maps,
+    forward_start,
+)
 from .model import DEQ
 from .solvers import SolverConfig, SolverResult, solve
 
@@ -49,6 +57,7 @@ class WarmStart:
     v: Tensor | None = None  # (n, m) readout adjoint V
     z_prev: Tensor | None = None  # (n, m) the equilibrium one step earlier
     extrapolate: bool = True
+    mixed: MixedState = field(default_factory=MixedState)  # mixed precision's last evaluations
 
     def guess(self, name: str, like: Tensor) -> Tensor | None:
         old = getattr(self, name)
@@ -63,13 +72,14 @@ class WarmStart:
             self.z_prev = self.z
         setattr(self, name, value)
 
-    def state_dict(self) -> dict[str, Tensor | None]:
-        return {"z": self.z, "v": self.v, "z_prev": self.z_prev}
+    def state_dict(self) -> dict:
+        return {"z": self.z, "v": self.v, "z_prev": self.z_prev, "mixed": self.mixed.state_dict()}
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
         for key in ("z", "v", "z_prev"):
             value = state.get(key)
             setattr(self, key, None if value is None else value.to(device))
+        self.mixed.load_state_dict(state.get("mixed"), device)
 
 
 @dataclass
@@ -90,11 +100,13 @@ def equilibrium(
     cfg: SolverConfig,
     z0: Tensor | None = None,
     mixed: MixedConfig | None = None,
+    state: MixedState | None = None,
 ) -> tuple[Tensor, Tensor, SolverResult]:
     """Solve z = s relu(W z + U x) for every row of X without building a graph.
 
     Returns (Z* (n, m), D (n, m) bool activity at the last evaluation, solver result).
-    ``mixed``: solve by defect correction with low-precision sweeps (same fp32 test).
+    ``mixed``: solve by defect correction with low-precision sweeps (same fp32 test);
+    ``state`` (with ``mixed``): start from the last step's evaluation and record this one.
     """
     with torch.no_grad():
         inj = model.input_injection(X)  # (n, m)
@@ -103,7 +115,12 @@ def equilibrium(
         if mixed is not None:
             W = model.W.detach()
             f, corr = forward_maps(W, inj, model.scale, cfg.tol, mixed, last)
-            res = defect_correction(f, corr, start, cfg)
+            seed = forward_start(state, W, inj, model.scale, mixed, last) if state else None
+            if seed is not None:
+                start = seed[0]
+            res = defect_correction(f, corr, start, cfg, None if seed is None else seed[1])
+            if state is not None:
+                state.record_forward(W, inj, last)
             return res.solution, last["h"] > 0, res
 
         def f(Z: Tensor) -> Tensor:
@@ -121,10 +138,12 @@ def adjoint(
     cfg: SolverConfig,
     v0: Tensor | None = None,
     mixed: MixedConfig | None = None,
+    state: MixedState | None = None,
 ) -> tuple[Tensor, SolverResult]:
     """Solve V = a^T + s (V * D) W row-wise: the readout's adjoint at the equilibrium.
 
-    ``mixed``: solve by defect correction with low-precision sweeps (same fp32 test).
+    ``mixed``: solve by defect correction with low-precision sweeps (same fp32 test);
+    ``state`` (with ``mixed``): start from the last step's evaluation and record this one.
     """
     with torch.no_grad():
         a_row = model.a.detach()[None, :]
@@ -132,8 +151,14 @@ def adjoint(
         W, s = model.W.detach(), model.scale
         start = v0 if v0 is not None else a_row.expand(mask.shape[0], -1).clone()
         if mixed is not None:
-            g_map, corr = adjoint_maps(W, a_row, mask, s, cfg.tol, mixed)
-            res = defect_correction(g_map, corr, start, cfg)
+            last: dict[str, Tensor] = {}
+            g_map, corr = adjoint_maps(W, a_row, mask, s, cfg.tol, mixed, last)
+            seed = adjoint_start(state, W, a_row, mask, s, mixed) if state else None
+            if seed is not None:
+                start = seed[0]
+            res = defect_correction(g_map, corr, start, cfg, None if seed is None else seed[1])
+            if state is not None:
+                state.record_adjoint(mask, last)
             return res.solution, res
 
         def g(V: Tensor) -> Tensor:
@@ -149,7 +174,8 @@ class _DEQOutput(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, W, U, a, b_w, b_u, b_a, model, fwd, bwd, warm, stats, mixed):  # noqa: N803
         z0 = warm.guess("z", X.new_empty(X.shape[0], model.cfg.width)) if warm else None
-        Z, mask, res = equilibrium(model, X, fwd, z0, mixed)
+        state = warm.mixed if warm is not None else None
+        Z, mask, res = equilibrium(model, X, fwd, z0, mixed, state)
         if warm is not None:
             warm.store("z", Z)
         stats.forward, stats.z, stats.mask = res, Z, mask
@@ -164,7 +190,8 @@ class _DEQOutput(torch.autograd.Function):
         X, Z, mask = ctx.saved_tensors
         model, warm, stats = ctx.model, ctx.warm, ctx.stats
         v0 = warm.guess("v", Z) if warm else None
-        V, res = adjoint(model, mask, ctx.bwd, v0, ctx.mixed)
+        state = warm.mixed if warm is not None else None
+        V, res = adjoint(model, mask, ctx.bwd, v0, ctx.mixed, state)
         if warm is not None:
             warm.store("v", V)
         stats.backward, stats.v = res, V

@@ -49,7 +49,15 @@ from torch import Tensor
 
 from .solvers import SolverConfig, SolverResult, relative_residuals
 
-__all__ = ["MixedConfig", "defect_correction", "forward_maps", "adjoint_maps"]
+__all__ = [
+    "MixedConfig",
+    "MixedState",
+    "defect_correction",
+    "forward_maps",
+    "forward_start",
+    "adjoint_maps",
+    "adjoint_start",
+]
 
 _EPS = 1e-12
 
@@ -96,15 +104,70 @@ def _sweeps(
     return delta, sweeps
 
 
+@dataclass
+class MixedState:
+    """What the last step's fp32 evaluations leave for the next step's first residual.
+
+    Along gradient descent the weights move little per step, so the first residual of a
+    step need not cost an fp32 product against W: with W_old, the last fp32 evaluation's
+    iterate z_k and product, and dW = W - W_old (small),
+
+        forward:  W z_k + U x = (W_old z_k + U_old x) + dW z_k + (U - U_old) x,
+        adjoint:  (v_k * D) W = (v_k * D_old) W_old + (v_k * (D - D_old)) W + (v_k * D) dW,
+
+    where dW z_k and the two adjoint terms are small and are formed in the low precision
+    (their round-off is u_low times a small quantity). This estimate only seeds the first
+    correction; the stopping test is always a fresh fp32 evaluation, so it cannot change
+    what is accepted, only how soon. The state dict holds all but ``dw`` (which each
+    forward recomputes before the adjoint uses it), for a bit-identical resume.
+    """
+
+    W: Tensor | None = None  # (m, m) the weights of the last solves
+    inj: Tensor | None = None  # (n, m) their input injection
+    z: Tensor | None = None  # (n, m) forward: the last iterate evaluated in fp32
+    h: Tensor | None = None  # (n, m) ... and its h = z W_old^T + inj_old
+    mask: Tensor | None = None  # (n, m) the ReLU activity of the last adjoint
+    v: Tensor | None = None  # (n, m) adjoint: the last iterate evaluated in fp32
+    p: Tensor | None = None  # (n, m) ... and its product (v * mask) W_old
+    dw: Tensor | None = None  # (m, m) low precision: W - W_old, set by forward_start
+
+    def record_forward(self, W: Tensor, inj: Tensor, last: dict[str, Tensor]) -> None:
+        """Keep the weights and the last fp32 evaluation of a forward solve."""
+        self.W, self.inj, self.z, self.h = W.detach().clone(), inj, last["z"], last["h"]
+
+    def record_adjoint(self, mask: Tensor, last: dict[str, Tensor]) -> None:
+        """Keep the activity and the last fp32 evaluation of an adjoint solve."""
+        self.mask, self.v, self.p = mask, last["v"], last["p"]
+
+    def state_dict(self) -> dict[str, Tensor | None]:
+        return {k: getattr(self, k) for k in ("W", "inj", "z", "h", "mask", "v", "p")}
+
+    def load_state_dict(self, state: dict | None, device: torch.device | str = "cpu") -> None:
+        for key in ("W", "inj", "z", "h", "mask", "v", "p"):
+            value = (state or {}).get(key)
+            setattr(self, key, None if value is None else value.to(device))
+
+    def usable(self, W: Tensor, like: Tensor, *names: str) -> bool:
+        """The stored tensors exist and fit this solve (same shapes, dtype and device)."""
+        if self.W is None or self.W.shape != W.shape or self.W.dtype != W.dtype:
+            return False
+        for name in names:
+            old = getattr(self, name)
+            if old is None or old.shape != like.shape or old.device != like.device:
+                return False
+        return True
+
+
 def forward_maps(
     W: Tensor, inj: Tensor, s: float, tol: float, mcfg: MixedConfig, last: dict[str, Tensor]
 ) -> tuple[Map, Correction]:
-    """The fp32 layer map F (which stores h = W z + inj in ``last["h"]``) and its correction."""
+    """The fp32 layer map F and its correction; F keeps its input and h = W z + inj in
+    ``last["z"]``, ``last["h"]`` (the correction reads ``last["h"]``)."""
     w_low = W.to(mcfg.low)
 
     def f(Z: Tensor) -> Tensor:
         h = Z @ W.T + inj
-        last["h"] = h
+        last["z"], last["h"] = Z, h
         return s * torch.relu(h)
 
     def correction(Z: Tensor, FZ: Tensor, budget: int) -> tuple[Tensor, int]:
@@ -119,16 +182,36 @@ def forward_maps(
     return f, correction
 
 
+def forward_start(
+    state: MixedState, W: Tensor, inj: Tensor, s: float, mcfg: MixedConfig,
+    last: dict[str, Tensor],
+) -> tuple[Tensor, Tensor] | None:  # fmt: skip
+    """(z_k, estimate of F(z_k)) from the last step's evaluation (MixedState), or None.
+
+    Sets ``last["h"]`` to the estimated h, which the correction then reads.
+    """
+    if not state.usable(W, inj, "z", "h", "inj"):
+        return None
+    dw = state.dw = (W - state.W).to(mcfg.low)
+    h = state.h + (state.z.to(mcfg.low) @ dw.T).to(W.dtype) + (inj - state.inj)
+    last["z"], last["h"] = state.z, h
+    return state.z, s * torch.relu(h)
+
+
 def adjoint_maps(
-    W: Tensor, a_row: Tensor, mask: Tensor, s: float, tol: float, mcfg: MixedConfig
-) -> tuple[Map, Correction]:
-    """The fp32 adjoint map G(V) = a + s (V * D) W and its correction delta = R + s (delta*D) W."""
+    W: Tensor, a_row: Tensor, mask: Tensor, s: float, tol: float, mcfg: MixedConfig,
+    last: dict[str, Tensor],
+) -> tuple[Map, Correction]:  # fmt: skip
+    """The fp32 adjoint map G(V) = a + s (V * D) W (keeping V and (V * D) W in ``last``) and
+    its correction delta = R + s (delta * D) W."""
     w_low = W.to(mcfg.low)
     maskf = mask.to(W.dtype)
     mask_low = mask.to(mcfg.low)
 
     def g(V: Tensor) -> Tensor:
-        return a_row + s * ((V * maskf) @ W)
+        p = (V * maskf) @ W
+        last["v"], last["p"] = V, p
+        return a_row + s * p
 
     def correction(V: Tensor, GV: Tensor, budget: int) -> tuple[Tensor, int]:
         R = GV - V
@@ -142,28 +225,55 @@ def adjoint_maps(
     return g, correction
 
 
+def adjoint_start(
+    state: MixedState, W: Tensor, a_row: Tensor, mask: Tensor, s: float, mcfg: MixedConfig
+) -> tuple[Tensor, Tensor] | None:
+    """(v_k, estimate of G(v_k)) from the last step's adjoint evaluation, or None."""
+    if state.dw is None or not state.usable(W, mask, "v", "p", "mask"):
+        return None
+    low = mcfg.low
+    switched = (mask.to(W.dtype) - state.mask.to(W.dtype)) * state.v
+    p = state.p + (switched.to(low) @ W.to(low)).to(W.dtype)
+    p = p + ((state.v * mask).to(low) @ state.dw).to(W.dtype)
+    return state.v, a_row + s * p
+
+
 def defect_correction(
-    f: Map, correction: Correction, z0: Tensor, cfg: SolverConfig
+    f: Map,
+    correction: Correction,
+    z0: Tensor,
+    cfg: SolverConfig,
+    estimate: Tensor | None = None,
 ) -> SolverResult:
     """Solve z = f(z) to the fp32 test of ``cfg`` with low-precision corrections between tests.
 
     Each outer step evaluates f in fp32 (the stopping test of ``cfg``, as in
-    :func:`overdeq.solvers.picard`), then adds the correction. ``cfg.max_iter`` bounds all
-    map applications, fp32 and low precision together. Returns the last fp32 evaluation.
+    :func:`overdeq.solvers.picard`), then adds the correction. ``estimate`` (an estimate of
+    f(z0), e.g. from :func:`forward_start`) replaces the first evaluation: it seeds the
+    first correction and is never used to stop. ``cfg.max_iter`` bounds all map
+    applications, fp32 and low precision together (an estimate counts as one low one).
+    Returns the last fp32 evaluation.
     """
-    z, trace, low = z0, [], 0
-    evals = 0
+    z, trace, evals = z0, [], 0
+    low = 0 if estimate is None else 1
+    fz = estimate
     while True:
-        fz = f(z)
-        evals += 1
-        crit, per_sample = relative_residuals(fz, z, cfg)
-        trace.append(crit)
+        if fz is None:
+            fz = f(z)
+            evals += 1
+            crit, per_sample = relative_residuals(fz, z, cfg)
+            trace.append(crit)
+            if float(crit) < cfg.tol or not torch.isfinite(crit):
+                break
         budget = cfg.max_iter - evals - low
-        if float(crit) < cfg.tol or budget <= 1 or not torch.isfinite(crit):
+        if budget <= 1:
+            if not trace:  # spend the last one on the fp32 test
+                fz = None
+                continue
             break
         delta, sweeps = correction(z, fz, budget - 1)  # keep one evaluation for the test
         low += sweeps
-        z = z + delta
+        z, fz = z + delta, None
     residuals = torch.stack(trace).double().cpu()
     final = float(residuals[-1])
     return SolverResult(
