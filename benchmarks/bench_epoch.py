@@ -2,6 +2,7 @@
 
     python benchmarks/bench_epoch.py --n 200 --m 2000                 # 2-core CPU goal
     python benchmarks/bench_epoch.py --n 1000 --m 19000 --device cuda --precision float32
+    python benchmarks/bench_epoch.py --n 1000 --m 4000 --paper-lr calibrated --mixed --runs 300
 
 Three timings per configuration, each the median over ``--epochs`` epochs after warm-up:
 - paper: exact implicit gradient, warm-started Picard (tol 1e-6), and the per-epoch
@@ -19,22 +20,64 @@ slow, so ``--logged-epochs`` (default 2) times fewer epochs for that variant.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
+import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
 from _timing import timings  # benchmarks/_timing.py (this folder is on sys.path)
 
-from overdeq.config import LEGACY_SOLVER, make_run_config
+from overdeq.config import LEGACY_SOLVER, TrainConfig, make_run_config
 from overdeq.data import DataSpec, load_dataset
 from overdeq.implicit import SolveStats, WarmStart, deq_output, released_output
+from overdeq.mixed import MixedConfig
 from overdeq.model import DEQ
 from overdeq.monitor import PowerNorm, legacy_readouts
 from overdeq.provenance import device_name
 from overdeq.seeding import MODEL_OBJECTS
-from overdeq.train import calibrate, log_row, set_precision
+from overdeq.train import calibrate, log_row, set_precision, train
 
 RELEASED_LR = 1e-6  # the released random-data script's learning rate
+
+
+def _paper_stepper(
+    model: DEQ,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    lr: float,
+    m: int,
+    mixed: MixedConfig | None,
+) -> tuple[Callable[[], None], dict[str, list[int]]]:
+    """One paper-mode GD epoch with its per-epoch monitoring, and the solvers' counts.
+
+    ``iters``: map applications of the forward and adjoint solves, and (mixed) the fp32
+    evaluations among them.
+    """
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    init = {k: v.detach().clone() for k, v in model.weight_blocks().items()}
+    warm, power = WarmStart(), PowerNorm(m, iters=cfg.power_iters)
+    iters: dict[str, list[int]] = {"fwd": [], "bwd": [], "fwd_fp32": [], "bwd_fp32": []}
+
+    def step() -> None:
+        stats = SolveStats()
+        out = deq_output(
+            model, X, forward=cfg.forward, backward=cfg.backward, warm=warm, stats=stats,
+            mixed=mixed,
+        )  # fmt: skip
+        loss = 0.5 * ((out - y) ** 2).sum()
+        log_row(model, stats, init, power, float(loss.detach()), 0, False, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for key, res in (("fwd", stats.forward), ("bwd", stats.backward)):
+            iters[key].append(res.iterations)
+            iters[f"{key}_fp32"].append(res.iterations - res.low_iterations)
+
+    return step, iters
 
 
 def bench(
@@ -48,6 +91,7 @@ def bench(
     logged_epochs: int,
     data: str,
     paper_lr: str,
+    mixed: bool = False,
 ) -> dict:
     dev = torch.device(device)
     dtype = set_precision(precision)
@@ -66,28 +110,24 @@ def bench(
     del twin
     if paper_lr == "released":
         lr = 2 * RELEASED_LR  # the released sum loss has twice the gradient of the 1/2 loss
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    init = {k: v.detach().clone() for k, v in model.weight_blocks().items()}
-    warm, power = WarmStart(), PowerNorm(m, iters=cfg.power_iters)
-    iters = {"fwd": [], "bwd": []}
-
-    def paper_step() -> None:
-        stats = SolveStats()
-        out = deq_output(
-            model, X, forward=cfg.forward, backward=cfg.backward, warm=warm, stats=stats
-        )
-        loss = 0.5 * ((out - y) ** 2).sum()
-        log_row(model, stats, init, power, float(loss.detach()), 0, False, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        iters["fwd"].append(stats.forward.iterations)
-        iters["bwd"].append(stats.backward.iterations)
-
+    paper_step, iters = _paper_stepper(model, X, y, cfg, lr, m, None)
     timings(paper_step, warmup, dev)
-    iters = {"fwd": [], "bwd": []}
+    for key in iters:
+        iters[key].clear()
     paper = timings(paper_step, epochs, dev)
     paper_iters = (statistics.mean(iters["fwd"]), statistics.mean(iters["bwd"]))
+    mixed_row: dict = {}
+    if mixed:  # the same epoch with bfloat16 corrections (overdeq.mixed), same process
+        mmodel = DEQ(model_cfg, seeds=seeds, dtype=dtype, device=dev)
+        mixed_step, miters = _paper_stepper(mmodel, X, y, cfg, lr, m, MixedConfig())
+        timings(mixed_step, warmup, dev)
+        for key in miters:
+            miters[key].clear()
+        mtimes = timings(mixed_step, epochs, dev)
+        mixed_row = {
+            "mixed_s": statistics.median(mtimes),
+            "mixed_iters": tuple(statistics.mean(miters[k]) for k in miters),
+        }
 
     # --- released algorithm -----------------------------------------------------------
     legacy = DEQ(replace(model_cfg, biases=True), seeds=seeds, dtype=dtype, device=dev)
@@ -113,7 +153,11 @@ def bench(
     logged = timings(lambda: released_step(True), logged_epochs, dev)
 
     p, r, rl = (statistics.median(t) for t in (paper, released, logged))
+    if mixed_row:
+        mixed_row["x_fp32_over_mixed"] = p / mixed_row["mixed_s"]
+        mixed_row["x_released_over_mixed"] = r / mixed_row["mixed_s"]
     return {
+        **mixed_row,
         "n": n,
         "m": m,
         "precision": precision,
@@ -128,6 +172,31 @@ def bench(
         "paper_iters": paper_iters,
         "released_iters": rel_iters,
     }
+
+
+def compare_runs(n: int, m: int, steps: int, data: str, device: str) -> dict:
+    """(c) Whole calibrated paper-mode runs (the trainer, log every 10th step), float32
+    against mixed, one after the other in this process: final loss, status, rate, time."""
+    out = {}
+    for precision in ("float32", "mixed"):
+        run = make_run_config(
+            data=DataSpec(data, n=n), width=m, steps=steps, log_every=10,
+            precision=precision, device=device,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        s = train(run).summary
+        out[precision] = {
+            "wall_s": time.perf_counter() - t0,
+            **{k: s[k] for k in ("status", "final_loss", "initial_loss", "rate")},
+            **{k: s[k] for k in ("mean_fwd_iters", "mean_bwd_iters")},
+        }
+    a, b = out["float32"]["final_loss"], out["mixed"]["final_loss"]
+    out["final_loss_rel_diff"] = abs(a - b) / abs(a) if a else math.nan
+    out["rate_rel_diff"] = (
+        abs(out["float32"]["rate"] - out["mixed"]["rate"]) / out["float32"]["rate"]
+    )
+    out["x_time"] = out["float32"]["wall_s"] / out["mixed"]["wall_s"]
+    return out
 
 
 def main() -> None:
@@ -145,6 +214,21 @@ def main() -> None:
     ap.add_argument("--logged-epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument(
+        "--mixed",
+        action="store_true",
+        help="also time the paper-mode epoch in mixed precision (overdeq.mixed) against "
+        "float32 and the released algorithm, in this process",
+    )
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also train whole calibrated runs of STEPS steps, float32 against mixed",
+    )
+    ap.add_argument("--run-n", type=int, default=None, help="n of those runs (default: --n)")
+    ap.add_argument("--run-m", type=int, default=None, help="m of those runs (default: --m)")
+    ap.add_argument(
         "--paper-lr",
         nargs="+",
         default=["calibrated", "released"],
@@ -155,6 +239,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     rows = [
         bench(
             n,
@@ -167,6 +252,7 @@ def main() -> None:
             args.logged_epochs,
             args.data,
             lr,
+            args.mixed,
         )
         for n in args.n
         for m in args.m
@@ -188,6 +274,33 @@ def main() -> None:
             f"{r['paper_iters'][0]:>6.1f}/{r['paper_iters'][1]:<6.1f} "
             f"{r['released_iters'][0]:>5.1f}/{r['released_iters'][1]:<5.1f}"
         )
+
+    for r in rows:
+        if "mixed_s" in r:
+            it = r["mixed_iters"]
+            print(
+                f"mixed n={r['n']} m={r['m']} lr={r['lr']}: {1e3 * r['mixed_s']:.1f} ms "
+                f"(float32 {1e3 * r['paper_s']:.1f} ms, released {1e3 * r['released_s']:.1f} ms); "
+                f"x vs float32 {r['x_fp32_over_mixed']:.2f}, x vs released "
+                f"{r['x_released_over_mixed']:.2f}; map applications fwd/bwd {it[0]:.1f}/"
+                f"{it[1]:.1f}, fp32 among them {it[2]:.1f}/{it[3]:.1f}"
+            )
+    if args.runs:
+        n, m = args.run_n or args.n[0], args.run_m or args.m[0]
+        c = compare_runs(n, m, args.runs, args.data, args.device)
+        for p in ("float32", "mixed"):
+            r = c[p]
+            print(
+                f"{args.runs}-step run n={n} m={m} {p:>7}: {r['wall_s']:.1f} s, status "
+                f"{r['status']}, final loss {r['final_loss']:.6e} (initial "
+                f"{r['initial_loss']:.6e}), rate {r['rate']:.6f}, iterations fwd/bwd "
+                f"{r['mean_fwd_iters']:.2f}/{r['mean_bwd_iters']:.2f}"
+            )
+        print(
+            f"final loss relative difference {c['final_loss_rel_diff']:.2e}, rate relative "
+            f"difference {c['rate_rel_diff']:.2e}, run time x {c['x_time']:.2f}"
+        )
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
