@@ -25,3 +25,18 @@ def timings(
         synchronize(device)
         times.append(time.perf_counter() - t0)
     return times
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device | str = "cpu"
+) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` calls of each function, taken in turns (a, b, c, a, b, c, ...).
+
+    On a machine shared with other jobs the load drifts; taking turns exposes every variant
+    to the same load, so their ratios stay meaningful where back-to-back blocks would not.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name] += timings(fn, 1, device)
+    return times

@@ -4,7 +4,9 @@
     python benchmarks/bench_epoch.py --n 1000 --m 19000 --device cuda --precision float32
     python benchmarks/bench_epoch.py --n 1000 --m 4000 --paper-lr calibrated --mixed --runs 300
 
-Three timings per configuration, each the median over ``--epochs`` epochs after warm-up:
+Three timings per configuration, each the median over ``--epochs`` epochs after warm-up
+(the variants take turns epoch by epoch, so a drifting load on a shared machine hits all
+alike):
 - paper: exact implicit gradient, warm-started Picard (tol 1e-6), and the per-epoch
   monitoring the trainer does (float64 lambda_min of Z Z^T, power-iteration ||W||_2, solver
   statistics); with the calibrated step (its default: large steps, so warm starts help less)
@@ -13,6 +15,10 @@ Three timings per configuration, each the median over ``--epochs`` epochs after 
   25 iterations, cold start), one extra layer application, hook-based backward;
 - released (with logging): the same plus its per-epoch logging -- non-symmetric eig of the
   (n, n) Gram and a dense eig of the (m, m) matrix (W/sqrt m)^T (W/sqrt m).
+With ``--mixed``, a fourth timing: the paper-mode epoch in mixed precision (overdeq.mixed:
+fp32 residuals and tests, bfloat16 correction sweeps), with ratios float32 / mixed and
+released / mixed. With ``--runs STEPS``, whole calibrated runs through the trainer (logging
+every 10th step), float32 and then mixed, compared by final loss, status and fitted rate.
 The ratios are released / paper (higher is better for paper mode). Dense eig at large m is
 slow, so ``--logged-epochs`` (default 2) times fewer epochs for that variant.
 """
@@ -28,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import torch
-from _timing import timings  # benchmarks/_timing.py (this folder is on sys.path)
+from _timing import interleaved, timings  # benchmarks/_timing.py (this folder is on sys.path)
 
 from overdeq.config import LEGACY_SOLVER, TrainConfig, make_run_config
 from overdeq.data import DataSpec, load_dataset
@@ -111,28 +117,15 @@ def bench(
     if paper_lr == "released":
         lr = 2 * RELEASED_LR  # the released sum loss has twice the gradient of the 1/2 loss
     paper_step, iters = _paper_stepper(model, X, y, cfg, lr, m, None)
-    timings(paper_step, warmup, dev)
-    for key in iters:
-        iters[key].clear()
-    paper = timings(paper_step, epochs, dev)
-    paper_iters = (statistics.mean(iters["fwd"]), statistics.mean(iters["bwd"]))
-    mixed_row: dict = {}
+    steps = {"paper": paper_step}
     if mixed:  # the same epoch with bfloat16 corrections (overdeq.mixed), same process
         mmodel = DEQ(model_cfg, seeds=seeds, dtype=dtype, device=dev)
-        mixed_step, miters = _paper_stepper(mmodel, X, y, cfg, lr, m, MixedConfig())
-        timings(mixed_step, warmup, dev)
-        for key in miters:
-            miters[key].clear()
-        mtimes = timings(mixed_step, epochs, dev)
-        mixed_row = {
-            "mixed_s": statistics.median(mtimes),
-            "mixed_iters": tuple(statistics.mean(miters[k]) for k in miters),
-        }
+        steps["mixed"], miters = _paper_stepper(mmodel, X, y, cfg, lr, m, MixedConfig())
 
     # --- released algorithm -----------------------------------------------------------
     legacy = DEQ(replace(model_cfg, biases=True), seeds=seeds, dtype=dtype, device=dev)
     lopt = torch.optim.SGD(legacy.parameters(), lr=RELEASED_LR)
-    liters = {"fwd": [], "bwd": []}
+    liters: dict[str, list[int]] = {"fwd": [], "bwd": []}
 
     def released_step(logging: bool) -> None:
         stats = SolveStats()
@@ -146,11 +139,23 @@ def bench(
         if logging:
             legacy_readouts(stats.z, legacy.W, m, max_dense=10**9)
 
-    timings(lambda: released_step(False), warmup, dev)
-    liters = {"fwd": [], "bwd": []}
-    released = timings(lambda: released_step(False), epochs, dev)
+    steps["released"] = lambda: released_step(False)
+    # Each variant warms up, then they take turns, so a drifting load hits all alike.
+    interleaved(steps, warmup, dev)
+    for counts in (iters, liters, *([miters] if mixed else [])):
+        for key in counts:
+            counts[key].clear()
+    times = interleaved(steps, epochs, dev)
+    paper, released = times["paper"], times["released"]
+    paper_iters = (statistics.mean(iters["fwd"]), statistics.mean(iters["bwd"]))
     rel_iters = (statistics.mean(liters["fwd"]), statistics.mean(liters["bwd"]))
-    logged = timings(lambda: released_step(True), logged_epochs, dev)
+    mixed_row: dict = {}
+    if mixed:
+        mixed_row = {
+            "mixed_s": statistics.median(times["mixed"]),
+            "mixed_iters": tuple(statistics.mean(miters[k]) for k in miters),
+        }
+    logged = timings(lambda: released_step(True), logged_epochs, dev) or [math.nan]
 
     p, r, rl = (statistics.median(t) for t in (paper, released, logged))
     if mixed_row:
@@ -211,7 +216,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--logged-epochs", type=int, default=2)
+    ap.add_argument(
+        "--logged-epochs", type=int, default=2, help="released epochs with logging (0: none)"
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument(
         "--mixed",
