@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from overdeq.config import PRECISIONS, make_run_config
+from overdeq.config import PRECISIONS, ConfigError, make_run_config
 from overdeq.data import DataSpec
 from overdeq.implicit import SolveStats, WarmStart, adjoint, deq_output, equilibrium
 from overdeq.io import read_json
@@ -132,6 +132,12 @@ def test_floor_stop_off_runs_every_step_and_keeps_the_hash():
     assert off.hash == config_hash(d)
     s = train(off).summary
     assert s["stopped_at_floor"] is None and s["steps_done"] == 30
+
+
+def test_mixed_refuses_a_solver_it_does_not_use():
+    with pytest.raises(ConfigError, match="--precision mixed.*--solver picard"):
+        make_run_config(**SMALL, precision="mixed", solver="anderson")
+    make_run_config(**SMALL, mode="legacy", precision="mixed")  # released: float32 as is
 
 
 def test_released_gradient_under_mixed_runs_in_float32():

@@ -90,6 +90,14 @@ class TrainConfig:
         ):
             if value not in allowed:
                 raise ConfigError(f"{flag} {value!r} is not valid; choose one of {list(allowed)}")
+        if self.precision == "mixed" and self.gradient == "implicit":
+            for which, solver in (("forward", self.forward), ("backward", self.backward)):
+                if solver.name != "picard":
+                    raise ConfigError(
+                        f"--precision mixed solves by defect correction (Picard sweeps), but "
+                        f"the {which} solver is {solver.name!r}: use --solver picard, or "
+                        "--precision float32 for that solver"
+                    )
         if self.audit_every < 0:
             raise ConfigError(f"--audit-every must be >= 0, got {self.audit_every}")
         if self.log_every < 1:
