@@ -194,3 +194,14 @@ def test_plain_snakemake_uses_the_default_profile():
     assert "cores have to be specified" in bare.stdout + bare.stderr
     profile = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
     assert profile["cores"] == "all" and profile["rerun-incomplete"] is True
+
+
+def test_conda_deployment_is_refused_with_the_way_out():
+    """Rules carry no conda: directives; `--sdm conda` must say so, not run something else."""
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
+    assert not re.search(r"^\s+(conda|container):", rules, re.M)
+    out = snakemake("-n", "paper/main.tex", "--sdm", "conda")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "--software-deployment-method conda is not supported" in text, text[-2000:]
+    assert "requirements.lock" in text

@@ -13,8 +13,6 @@ rule train:
         f"{LOGS}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}.tsv"
-    conda:
-        ENV_PY
     threads: COMPUTE["threads"]
     resources:
         gpu=GPUS_PER_JOB,
@@ -35,8 +33,6 @@ rule aggregate_training:
         history=f"{RES}/aggregate/train_history.csv",
     log:
         f"{LOGS}/aggregate/training.log",
-    conda:
-        ENV_PY
     shell:
         "overdeq aggregate {input.summaries} --out-runs {output.runs}"
         " --out-history {output.history} > {log} 2>&1"
@@ -51,8 +47,6 @@ rule gradient_error:
         f"{LOGS}/ablations/gradient_error.log",
     benchmark:
         f"{BENCH}/ablations/gradient_error.tsv"
-    conda:
-        ENV_PY
     threads: COMPUTE["threads"]
     params:
         width=ABLATIONS["gradient_error"]["width"],
