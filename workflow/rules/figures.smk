@@ -101,6 +101,7 @@ rule tab_compute:
     input:
         benchmarks=compute_benchmark_files(),
         runs=f"{RES}/aggregate/train_runs.csv",
+        lock="requirements.lock",
     output:
         table=TAB_COMPUTE["table"],
         values=TAB_COMPUTE["values"],
