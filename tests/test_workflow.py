@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,20 +18,12 @@ from overdeq.config import LOSSES, MODES, PRECISIONS, RUN_OPTIONS
 from overdeq.data import DATASETS
 from overdeq.solvers import SOLVERS
 
-from workflow_helpers import BIN, REPO, scratch_repo, workflow_env
+from workflow_helpers import REPO, run_snakemake, scratch_repo
 
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
 
 
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "snakemake"), *args],
-        cwd=cwd,
-        env=workflow_env(),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-    )
+snakemake = run_snakemake
 
 
 def test_lint_is_clean():
