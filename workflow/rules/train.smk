@@ -28,6 +28,9 @@ rule aggregate_training:
         summaries=train_summaries(),
         # read beside each summary: listed so that a missing one reruns its training job
         histories=train_histories(),
+        # the code that turns runs into rows: a change to it redoes these cheap tables (the
+        # training jobs themselves are redone only by --forcerun, see docs/reliability.md)
+        code="src/overdeq/aggregate.py",
     output:
         runs=f"{RES}/aggregate/train_runs.csv",
         history=f"{RES}/aggregate/train_history.csv",
