@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DEQConfig", "DEQ", "contraction_bound"]
+__all__ = ["DEQConfig", "DEQ", "contraction_bound", "bias_bound", "bias_variance"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,24 @@ def contraction_bound(sigma_w: float, width: int, width_scale: int | None = None
     return 2.0 * sigma_w * math.sqrt(width / (width_scale or width))
 
 
+def bias_bound(fan_in: int) -> float:
+    """Half-width of PyTorch's default ``nn.Linear`` bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    return 1.0 / math.sqrt(fan_in)
+
+
+def bias_variance(d: int, width: int | None = None) -> float:
+    """Var(b_w,i + b_u,i) of ``DEQ(biases=True)``: the bias's share of the pre-activation.
+
+    U(-c, c) has variance c^2 / 3 (:func:`bias_bound`); b_w has fan-in m and b_u fan-in d, so
+    the variance is 1/(3d) + 1/(3m). ``width=None`` gives the infinite-width limit 1/(3d),
+    the sigma_b^2 of the kernels (kernels.deq_tangent_kernel).
+    """
+    if d < 1 or (width is not None and width < 1):
+        raise ValueError(f"d and width must be >= 1, got d={d}, width={width}")
+    fan_ins = (d,) if width is None else (d, width)
+    return sum(bias_bound(f) ** 2 / 3.0 for f in fan_ins)
+
+
 def _generator(seed: int) -> torch.Generator:
     g = torch.Generator(device="cpu")
     g.manual_seed(seed)
@@ -90,11 +108,11 @@ class DEQ(nn.Module):
         self.U = nn.Parameter(u.to(**kw))  # (m, d)
         self.a = nn.Parameter(a.to(**kw))  # (m,)
         if cfg.biases:
-            # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+            # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (bias_variance).
             g = _generator(seeds["bias"])
 
             def uniform(size: tuple[int, ...], fan_in: int) -> Tensor:
-                bound = 1.0 / math.sqrt(fan_in)
+                bound = bias_bound(fan_in)
                 x = torch.rand(size, generator=g, dtype=torch.float64) * 2 * bound - bound
                 return x.to(**kw)
 
