@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+from .solvers import SolverConfig
+
+if TYPE_CHECKING:
+    from .implicit import SolveStats, WarmStart
 
 __all__ = ["DEQConfig", "DEQ", "contraction_bound", "bias_bound", "bias_variance"]
 
@@ -84,7 +90,13 @@ def _generator(seed: int) -> torch.Generator:
 
 
 class DEQ(nn.Module):
-    """Parameters and the layer map of the DEQ; solving and gradients live in implicit.py."""
+    """Parameters and the layer map of the DEQ; ``model(X)`` gives f(X) with the exact gradient.
+
+    The solving and the implicit gradient live in implicit.py (``deq_output``); ``model(X)``
+    calls it with ``forward_solver`` for z* and ``backward_solver`` for the adjoint
+    (default: SolverConfig's defaults), so ``loss(model(X)).backward()`` fills the
+    parameters' ``.grad`` (and X's, if it requires one) and any torch optimizer trains it.
+    """
 
     def __init__(
         self,
@@ -93,9 +105,13 @@ class DEQ(nn.Module):
         seeds: dict[str, int] | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        forward_solver: SolverConfig | None = None,
+        backward_solver: SolverConfig | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.forward_solver = forward_solver if forward_solver is not None else SolverConfig()
+        self.backward_solver = backward_solver if backward_solver is not None else SolverConfig()
         seeds = {"W": 1, "U": 2, "a": 3, "bias": 4, **(seeds or {})}
         m, d = cfg.width, cfg.d
         # Sampled on the CPU in float64, then cast: the same seed gives the same model on
@@ -125,6 +141,39 @@ class DEQ(nn.Module):
     @property
     def scale(self) -> float:
         return self.cfg.scale
+
+    def forward(
+        self, X: Tensor, *, warm: WarmStart | None = None, stats: SolveStats | None = None
+    ) -> Tensor:
+        """f(x_i) = a^T z*(x_i) (+ b_a) for the rows of X: (n, d) -> (n,), exact implicit gradient.
+
+        ``warm`` (implicit.WarmStart) reuses the last solutions as initial guesses;
+        ``stats`` (implicit.SolveStats) receives the solver results, and then an unconverged
+        solve is the caller's to judge. Without ``stats`` an unconverged forward solve is an
+        error: the outputs would not be at an equilibrium.
+        """
+        from .implicit import SolveStats, deq_output  # implicit imports this module
+
+        own = stats is None
+        stats = SolveStats() if own else stats
+        out = deq_output(
+            self,
+            X,
+            forward=self.forward_solver,
+            backward=self.backward_solver,
+            warm=warm,
+            stats=stats,
+        )
+        if own and not stats.forward.converged:
+            res, cfg = stats.forward, self.forward_solver
+            raise RuntimeError(
+                f"DEQ forward: the {cfg.name} solve did not converge in {res.iterations} "
+                f"iterations (residual {res.residual:.2e} > tol {cfg.tol:g}). Pass "
+                "forward_solver=SolverConfig(max_iter=...) with more iterations to DEQ, check "
+                "that the layer map contracts (2 sigma_w < 1), or pass stats=SolveStats() to "
+                "accept unconverged outputs."
+            )
+        return out
 
     def input_injection(self, X: Tensor) -> Tensor:
         """U x (+ biases) for every sample: (n, d) -> (n, m)."""
