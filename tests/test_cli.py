@@ -1,4 +1,5 @@
 import argparse
+import io
 import json
 import re
 import shlex
@@ -14,6 +15,7 @@ from overdeq.config import RUN_OPTIONS, TrainConfig, make_run_config
 from overdeq.data import DataSpec
 from overdeq.model import DEQConfig
 from overdeq.solvers import SolverConfig
+from overdeq.train import _Progress
 
 
 def run_cli(args, capsys):
@@ -261,3 +263,55 @@ def test_an_unknown_command_lists_the_commands(capsys):
     code, err = run_cli(["trian"], capsys)
     assert code == 2
     assert "invalid choice: 'trian'" in err and "random-deq" in err
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+class _Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_in_a_log_has_rate_and_eta_each_tenth_and_each_minute():
+    clock, log = _Clock(), io.StringIO()
+    bar = _Progress(1000, True, log, start=500, every_s=60.0, clock=clock)  # resumed at 500
+    for step in range(501, 1001):
+        clock.now += 2.0  # 2 s per step: 0.5 steps/s
+        bar.update(step, 1.0)
+    lines = log.getvalue().splitlines()
+    first = lines[0]
+    assert first.startswith("step 501/1000 (50%)") and "2 s/step" in first
+    assert "ETA 16:38" in first  # 499 steps left at 2 s each
+    assert lines[-1].startswith("step 1000/1000") and "ETA 0:00" in lines[-1]
+    assert "elapsed 16:40" in lines[-1]
+    # a line every 30 steps (60 s) within the tenths: far more than 10, far fewer than 500
+    assert 15 < len(lines) < 40
+
+
+def test_progress_on_a_terminal_redraws_one_line_with_the_eta():
+    clock, tty = _Clock(), _Terminal()
+    bar = _Progress(200, True, tty, clock=clock)
+    for step in range(1, 201):
+        clock.now += 0.01
+        bar.update(step, 0.5, "lambda_min 1e-01")
+    bar.close()
+    text = tty.getvalue()
+    assert text.count("\r") == 200 and text.endswith("\n")
+    assert "200/200" in text and "100 steps/s" in text and "ETA 0:00" in text
+
+
+def test_train_logs_progress_with_rate_when_not_a_terminal(tmp_path, capsys):
+    argv = ["train", "--n", "6", "--width", "30", "--steps", "20", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    steps = [line for line in err.splitlines() if line.startswith("step ")]
+    assert 5 <= len(steps) <= 12 and all("ETA" in line for line in steps)
+    assert f"results in {tmp_path}/ (summary.json, history.csv)" in err
