@@ -294,7 +294,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--quiet",
         action="store_true",
-        help="no progress output (a bar on a terminal, else a line per tenth of the run)",
+        help="no progress output (a bar on a terminal; in a log, a line per tenth of the run "
+        "and at least one a minute)",
     )
     g.add_argument(
         "--tag",
