@@ -119,9 +119,9 @@ def _duration(seconds: float) -> str:
 
 
 class _Progress:
-    """Progress of a run with its rate and ETA: a bar redrawn in place on a terminal; plain
-    lines otherwise (a log file, e.g. under Snakemake), one per tenth of the run and at least
-    one every ``every_s`` seconds. (tqdm is not among the dependencies, hence this class.)
+    """Progress of a run with its rate and ETA: a tqdm bar on a terminal; plain lines
+    otherwise (a log file, e.g. under Snakemake), one per tenth of the run and at least one
+    every ``every_s`` seconds (tqdm's carriage returns would fill a log with redraws).
 
     ``start`` is the step the run starts from (a resumed run's checkpoint), so the rate
     counts the steps of this process only: rate = (step - start) / elapsed and
@@ -144,6 +144,14 @@ class _Progress:
         self.start, self.every_s, self.clock = start, every_s, clock
         self.t0 = self.last_time = clock()
         self.last_plain = -1
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm  # only on a terminal: the import costs time
+
+            # rate and ETA count this process's steps only (tqdm discounts ``initial``)
+            self.bar = tqdm(
+                total=total, initial=start, file=stream, unit="step", dynamic_ncols=True
+            )
 
     def _timing(self, step: int, now: float) -> str:
         elapsed = now - self.t0
@@ -158,16 +166,13 @@ class _Progress:
     def update(self, step: int, loss: float, extra: str = "") -> None:
         if not self.enabled:
             return
-        now = self.clock()
-        frac = step / self.total if self.total else 1.0
-        timing = self._timing(step, now)
-        if self.tty:
-            bar = "#" * int(30 * frac)
-            self.stream.write(
-                f"\r[{bar:<30}] {step}/{self.total} loss {loss:.3e} {extra} | {timing}\x1b[K"
-            )
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {loss:.3e} {extra}".strip(), refresh=False)
+            self.bar.update(step - self.bar.n)
         else:
+            now = self.clock()
+            frac = step / self.total if self.total else 1.0
+            timing = self._timing(step, now)
             decile = int(10 * frac)
             if decile != self.last_plain or now - self.last_time >= self.every_s:
                 self.last_plain, self.last_time = decile, now
@@ -179,8 +184,9 @@ class _Progress:
                 )
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
