@@ -20,7 +20,7 @@ rule train:
         args=train_args,
     shell:
         "overdeq train --data-file {input.data} {params.args} --threads {threads}"
-        " --out $(dirname {output.summary}) --overwrite --quiet > {log} 2>&1"
+        " --out $(dirname {output.summary}) --overwrite > {log} 2>&1"
 
 
 rule aggregate_training:
