@@ -55,6 +55,7 @@ def raw_root(wildcards, output):
 PAPER_FIGURES = []  # figures/<name>.pdf
 PAPER_TABLES = []  # paper/generated/<name>.tex
 PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
+REPORT_FILES = []  # figures/<name>.png, paper/generated/<name>.html (the HTML report)
 
 
 def results_root(wildcards, output):
@@ -122,6 +123,7 @@ def paper_artefact(name, kind="figure"):
             subcategory="figures",
         )
         PAPER_FIGURES.append(path)
+        REPORT_FILES.append(f"figures/{name}.png")
     else:
         out["table"] = f"paper/generated/{name}.tex"
         out["html"] = report(
@@ -131,6 +133,7 @@ def paper_artefact(name, kind="figure"):
             subcategory="tables",
         )
         PAPER_TABLES.append(out["table"])
+        REPORT_FILES.append(f"paper/generated/{name}.html")
     PAPER_VALUES.append(out["values"])
     return out
 
@@ -298,6 +301,7 @@ def every_output():
         *PAPER_FIGURES,
         *PAPER_TABLES,
         *PAPER_VALUES,
+        *REPORT_FILES,
         "paper/generated/values.tex",
         f"{RES}/claims.json",
         f"{RES}/verify.json",
