@@ -88,16 +88,20 @@ class Browser:
         self._buffer = b""
         self._next_id = 0
         self._events: list[dict] = []
-        target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self._session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})[
-            "sessionId"
-        ]
-        self.call("Page.enable")
-        self.call("Runtime.enable")
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-        )
+        self._session: str | None = None
+        try:
+            target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            attached = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})
+            self._session = attached["sessionId"]
+            self.call("Page.enable")
+            self.call("Runtime.enable")
+            self.call(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            )
+        except BaseException:
+            self.close()
+            raise
 
     # --- the protocol ----------------------------------------------------------------------
 
@@ -181,7 +185,7 @@ class Browser:
     def close(self) -> None:
         try:
             self._call("Browser.close", timeout=5)
-        except BrowserError:
+        except (BrowserError, OSError):  # already gone: nothing to close
             pass
         try:
             self._proc.wait(timeout=10)

@@ -77,6 +77,8 @@ def test_every_caption_renders_with_maths_and_no_ascii_maths():
 def test_every_figure_and_table_has_a_caption_and_a_report_section():
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     sections = set(re.findall(r'^    "(\w+)": "\d ', common, re.M))
+    titles = re.search(r"^REPORT_TITLES = \{\n(.*?)^\}", common, re.M | re.S)
+    assert titles and set(re.findall(r'^    "(\w+)":', titles.group(1), re.M)) == sections
     rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     artefacts = set(re.findall(r'paper_artefact\("(\w+)"', rules))
     captions = {p.stem for p in CAPTIONS.glob("*.rst")} - {"workflow"}

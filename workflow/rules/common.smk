@@ -101,6 +101,20 @@ REPORT_SECTIONS = {
     "fig_ablations": "3 What the released code changes (E7)",
     "tab_compute": "4 Compute",
 }
+# What the report lists each figure and table as (its label; the file name otherwise).
+REPORT_TITLES = {
+    "tab_claims": "every claim and check, with its verdict",
+    "fig_kernel_limit": "E1 Gram matrices against the limit kernel",
+    "fig_init_condition": "E2 the initial condition at finite width",
+    "fig_wellposed": "E3 well-posedness against the weight scale",
+    "tab_kernels": "E10 smallest eigenvalues of the limit kernels",
+    "fig_loss": "E4 training loss",
+    "fig_invariants": "E5 invariants along training",
+    "fig_rate": "E6 linear rate against the tangent-kernel prediction",
+    "tab_training": "E4-E6 every training configuration",
+    "fig_ablations": "E7 the released code's quirks one at a time",
+    "tab_compute": "job time and memory per experiment",
+}
 
 
 def paper_artefact(name, kind="figure"):
@@ -121,6 +135,7 @@ def paper_artefact(name, kind="figure"):
             caption=caption,
             category=category,
             subcategory="figures",
+            labels={"figure": REPORT_TITLES.get(name, name)},
         )
         PAPER_FIGURES.append(path)
         REPORT_FILES.append(f"figures/{name}.png")
@@ -131,6 +146,7 @@ def paper_artefact(name, kind="figure"):
             caption=caption,
             category=category,
             subcategory="tables",
+            labels={"table": REPORT_TITLES.get(name, name)},
         )
         PAPER_TABLES.append(out["table"])
         REPORT_FILES.append(f"paper/generated/{name}.html")
