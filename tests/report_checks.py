@@ -47,7 +47,8 @@ def read_report(report: Path, out: Path) -> RenderedReport:
     The visible text of the landing page and of each result's description (its caption) is
     kept; each PNG result is shown and the decoded width of the image recorded; each HTML
     result is shown in the report's frame and its table cells read. A screenshot of every
-    view is written to ``out``.
+    view (a result shown without the side bar, as its close button leaves it) is written to
+    ``out``.
     """
     out.mkdir(parents=True, exist_ok=True)
     with Browser(out / "chromium-profile") as page:
@@ -75,7 +76,7 @@ def read_report(report: Path, out: Path) -> RenderedReport:
             shot = out / f"{i:02d}-{Path(path).stem}.png"
             if info["mime_type"] == "image/png":
                 rendered.images[path] = page.evaluate(
-                    "(async () => { app.setView({content: 'img', contentPath:"
+                    "(async () => { app.setView({hideNavbar: true, content: 'img', contentPath:"
                     f" results[{quoted}].data_uri}}); {_SETTLE}"
                     " const img = document.querySelector('#app img[src^=\"data:image/png\"]');"
                     " if (!img) return -1; await img.decode().catch(() => null);"
@@ -83,7 +84,7 @@ def read_report(report: Path, out: Path) -> RenderedReport:
                 )
             elif info["mime_type"] == "text/html":
                 page.evaluate(
-                    "(async () => { app.setView({content: 'html', contentPath:"
+                    "(async () => { app.setView({hideNavbar: true, content: 'html', contentPath:"
                     f" results[{quoted}].data_uri}}); {_SETTLE} }})()"
                 )
                 cells = page.evaluate(

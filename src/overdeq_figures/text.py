@@ -213,7 +213,7 @@ table { border-collapse: collapse; margin-bottom: 1.5em; }
 caption { caption-side: top; text-align: left; padding-bottom: 0.5em; }
 th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; vertical-align: top; }
 thead th { border-bottom: 2px solid #444; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.PASS { color: #1a7f37; font-weight: bold; }
 td.FAIL { color: #cf222e; font-weight: bold; }
 """
@@ -243,7 +243,10 @@ def html_table(
         cls = verdict.group(1) if verdict else ("num" if kind == "r" else None)
         return (f'<td class="{cls}">' if cls else "<td>") + html_text(text) + "</td>"
 
-    head = "".join(f"<th>{html_text(c)}</th>" for c in columns)
+    head = "".join(
+        ('<th class="num">' if kind == "r" else "<th>") + html_text(c) + "</th>"
+        for c, kind in zip(columns, kinds, strict=True)
+    )
     body = "\n".join("<tr>" + "".join(map(cell, row, kinds)) + "</tr>" for row in rows)
     caption_html = f"<caption>{html_text(caption)}</caption>" if caption else ""
     return (
