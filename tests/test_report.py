@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +22,7 @@ from docutils.core import publish_parts
 from overdeq_figures import html_page, html_table
 
 from report_checks import ascii_maths, read_report, require_chromium
-from workflow_helpers import BIN, REPO, workflow_env
+from workflow_helpers import REPO, run_snakemake
 
 matplotlib.use("Agg")
 
@@ -117,14 +116,7 @@ rule table:
 
 
 def _snakemake(*args: str, cwd: Path) -> None:
-    out = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", *args],
-        cwd=cwd,
-        env=workflow_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_snakemake("--cores", "1", *args, cwd=cwd, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
 
 
