@@ -57,13 +57,21 @@ def fmt(value) -> str:
     return f"{value:.4g}"
 
 
+OPERATORS = {">=": r"$\ge$", "<=": r"$\le$", "==": "$=$", ">": "$>$", "<": "$<$"}
+
+
+def condition(text: str) -> str:
+    r"""A check's condition (`min >= 0.5`) with its comparison typeset (min $\ge$ 0.5)."""
+    return " ".join(OPERATORS.get(word, tex_escape(word)) for word in text.split(" "))
+
+
 rows = [
     [
         c["check"],
         c["experiment"],
         tex_text(c["what"]),
         fmt(c["value"]),
-        tex_escape(c["condition"]),
+        condition(c["condition"]),
         r"\textbf{" + c["status"] + "}",
     ]
     for c in report["checks"]

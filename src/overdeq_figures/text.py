@@ -207,7 +207,9 @@ def html_text(text: str) -> str:
 
 
 _HTML_STYLE = """
-body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #222; }
+body { font-family: system-ui, sans-serif; font-size: 14px; color: #222; }
+/* room on the left for the menu button the Snakemake report draws over the page */
+body { margin: 1em 1em 1em 2.5em; }
 h1 { font-size: 1.3em; }
 table { border-collapse: collapse; margin-bottom: 1.5em; }
 caption { caption-side: top; text-align: left; padding-bottom: 0.5em; }
