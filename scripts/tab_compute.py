@@ -21,13 +21,13 @@
 # Inputs: `benchmarks/<tier>/**.tsv`, `results/<tier>/aggregate/train_runs.csv` (its
 # `versions` column: the packages each run recorded), `requirements.lock` (what the set-up
 # pins).
-# Outputs: `paper/generated/tab_compute.tex`, `results/<tier>/values/tab_compute.json`.
+# Outputs: `paper/generated/tab_compute.tex` and `.html`, `results/<tier>/values/tab_compute.json`.
 
 # %%
 import pandas as pd
 
 from overdeq.values import latex_number
-from overdeq_figures import latex_table, open_job, read_lock, read_table
+from overdeq_figures import html_page, html_table, latex_table, open_job, read_lock, read_table
 
 # %% [markdown]
 # Parameters: under Snakemake the rule groups the benchmark files by experiment and names the
@@ -82,13 +82,13 @@ for key, files in GROUPS.items():
             latex_number(float(bench["max_rss"].max()), 3),
         ]
     )
-table = latex_table(
-    ["experiment", "jobs", "total s", "longest job s", "peak RSS MB"],
-    rows,
-    align="lrrrr",
-    caption_comment="made by scripts/tab_compute.py",
+columns = ["experiment", "jobs", "total s", "longest job s", "peak RSS MB"]
+table = latex_table(columns, rows, align="lrrrr", caption_comment="made by scripts/tab_compute.py")
+caption = (
+    "Snakemake's measurements of every job (wall seconds, peak resident memory), by experiment."
 )
-job.save_table(table)
+page = html_page("Compute", html_table(columns, rows, align="lrrrr", caption=caption))
+job.save_table(table, page)
 
 # %%
 values = {

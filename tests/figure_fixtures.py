@@ -292,7 +292,12 @@ def _verify(tier: str) -> dict:
         for c in claims
         for k in c["checks"]
     ]
-    return {"tier": tier, "claims": {c["id"]: "PASS" for c in claims}, "checks": checks}
+    return {
+        "tier": tier,
+        "claims": {c["id"]: "PASS" for c in claims},
+        "statements": {c["id"]: c["statement"] for c in claims},
+        "checks": checks,
+    }
 
 
 def write_results(root: Path, tier: str) -> None:

@@ -1,5 +1,6 @@
 """The workflow itself: lint, dry runs of both tiers, the schema against the library, and
-(slow) a real run of the tiny tier to the PDF, the arXiv bundle and incremental rebuilds."""
+(slow) a real run of the tiny tier to the PDF, the arXiv bundle, incremental rebuilds and
+the HTML report read in headless Chromium."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from overdeq.config import LOSSES, MODES, PRECISIONS, RUN_OPTIONS
 from overdeq.data import DATASETS
 from overdeq.solvers import SOLVERS
 
+from report_checks import assert_workflow_report, read_report, require_chromium
 from workflow_helpers import REPO, run_snakemake, scratch_repo
 
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
@@ -169,6 +171,13 @@ def test_tiny_tier_end_to_end(tmp_path):
     arxiv = snakemake("--cores", "2", "arxiv", cwd=repo)
     assert arxiv.returncode == 0, arxiv.stderr[-3000:]
     assert (repo / "dist" / "overdeq-arxiv.tar.gz").stat().st_size > 10_000
+
+    # the HTML report, read in headless Chromium: every figure's PNG decoded, the claims
+    # table with every verdict, maths typeset; screenshots of each view under tmp_path/report
+    require_chromium()
+    made = snakemake("--report", "report.html", cwd=repo)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert_workflow_report(read_report(repo / "report.html", tmp_path / "report"), report)
 
 
 def test_scripts_are_jupytext_notebooks():

@@ -11,7 +11,8 @@ walls are tests in ``tests/test_figures.py``).
 
 Modules: ``job`` (a script's inputs, parameters and outputs under Snakemake or by hand, and
 the loaders every table goes through), ``style`` (matplotlib style, panel letters, saving),
-``text`` (names of data sets and settings, English lists, verdict words, LaTeX tables).
+``text`` (names of data sets and settings, English lists, verdict words, maths for LaTeX and
+HTML, LaTeX and HTML tables).
 """
 
 from .job import (
@@ -29,9 +30,13 @@ from .text import (
     DATASET_LABELS,
     DATASET_MACROS,
     DATASET_NAMES,
+    html_page,
+    html_table,
+    html_text,
     label,
     latex_table,
     tex_escape,
+    tex_text,
     verdict,
     words,
 )
@@ -53,9 +58,13 @@ __all__ = [
     "DATASET_LABELS",
     "DATASET_MACROS",
     "DATASET_NAMES",
+    "html_page",
+    "html_table",
+    "html_text",
     "label",
     "latex_table",
     "tex_escape",
+    "tex_text",
     "verdict",
     "words",
 ]

@@ -50,8 +50,8 @@ ENV_TIER = "OVERDEQ_TIER"  # by hand: which results/<tier>/ to read
 ENV_ROOT = "OVERDEQ_ROOT"  # by hand: the repository, when not run from inside it
 ENV_OUT = "OVERDEQ_OUT"  # by hand: where outputs go (default scratch/<tier>/)
 DEFAULT_TIER = "quick"
-_OUTPUTS = {"figure": ("figure", "png", "values"), "table": ("table", "values")}
-_SUFFIX = {"figure": ".pdf", "png": ".png", "values": ".json", "table": ".tex"}
+_OUTPUTS = {"figure": ("figure", "png", "values"), "table": ("table", "html", "values")}
+_SUFFIX = {"figure": ".pdf", "png": ".png", "values": ".json", "table": ".tex", "html": ".html"}
 
 
 class MissingInput(FileNotFoundError):
@@ -135,7 +135,7 @@ class Job:
     interactive: bool  # True: run by hand, not by Snakemake
     tier: str | None  # by hand: the tier read; under Snakemake: None (the rule decides)
     input: Mapping[str, Any]  # name -> path, or list of paths
-    output: Mapping[str, str]  # figure, png, values | table, values
+    output: Mapping[str, str]  # figure, png, values | table, html, values
     params: Mapping[str, Any]
 
     def table(self, key: str):
@@ -157,8 +157,11 @@ class Job:
 
         save_figure(fig, self.output["figure"], png=self.output["png"])
 
-    def save_table(self, text: str) -> None:
-        atomic_write_text(self.output["table"], text)
+    def save_table(self, latex: str, html: str) -> None:
+        """The table as a LaTeX tabular for the paper and an HTML page for the report (both
+        from the same cells: ``latex_table`` and ``html_table``)."""
+        atomic_write_text(self.output["table"], latex)
+        atomic_write_text(self.output["html"], html)
 
     def save_values(self, values: Mapping[str, Any]) -> None:
         """The numbers the paper quotes, as LaTeX macros (``overdeq.values.write_values``)."""

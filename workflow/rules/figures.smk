@@ -36,6 +36,7 @@ rule tab_training:
         runs=f"{RES}/aggregate/train_runs.csv",
     output:
         table=TAB_TRAINING["table"],
+        html=TAB_TRAINING["html"],
         values=TAB_TRAINING["values"],
     log:
         f"{LOGS}/figures/tab_training.log",
@@ -104,6 +105,7 @@ rule tab_compute:
         lock="requirements.lock",
     output:
         table=TAB_COMPUTE["table"],
+        html=TAB_COMPUTE["html"],
         values=TAB_COMPUTE["values"],
     log:
         f"{LOGS}/figures/tab_compute.log",

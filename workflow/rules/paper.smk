@@ -11,6 +11,7 @@ rule tab_claims:
         text=["paper/main.tex", *paper_sections()],  # the verdict macros it cites
     output:
         table=TAB_CLAIMS["table"],
+        html=TAB_CLAIMS["html"],
         values=TAB_CLAIMS["values"],
     log:
         f"{LOGS}/figures/tab_claims.log",

@@ -137,6 +137,7 @@ rule tab_kernels:
         rows=rules.random_deq_e10.output.rows,
     output:
         table=TAB_KERNELS["table"],
+        html=TAB_KERNELS["html"],
         values=TAB_KERNELS["values"],
     log:
         f"{LOGS}/figures/tab_kernels.log",
