@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import filelock
+import numpy as np
 import pytest
 import torch
 
@@ -580,3 +581,25 @@ def test_the_config_check_refuses_a_setting_key_that_does_nothing(edit, expected
     edit(config)
     message = config_check(config)[1]
     assert message is not None and expected in message
+
+
+# ---------------------------------------------------------------- spectrum.npz
+
+
+@pytest.mark.parametrize(
+    "damage", [lambda p: p.write_bytes(p.read_bytes()[:50]), Path.unlink], ids=["cut", "gone"]
+)
+def test_a_damaged_spectrum_of_a_finished_run_is_rewritten_from_the_checkpoint(
+    finished, capsys, damage
+):
+    """Before: "already complete", the damaged spectrum kept (the aggregate refused it)."""
+    spectrum = finished / "spectrum.npz"
+    with np.load(spectrum) as z:
+        evals, coeffs = z["evals"], z["coeffs"]
+    history = (finished / "history.csv").read_bytes()
+    damage(spectrum)
+    code, err = run(capsys, *SMALL, "--out", finished)
+    assert code == 0 and "already complete" not in err
+    with np.load(spectrum) as z:
+        assert np.array_equal(z["evals"], evals) and np.array_equal(z["coeffs"], coeffs)
+    assert (finished / "history.csv").read_bytes() == history  # not retrained

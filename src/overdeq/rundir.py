@@ -37,6 +37,7 @@ __all__ = [
     "write_spectrum",
     "finished_run",
     "load_checkpoint",
+    "spectrum_readable",
     "CheckpointError",
     "CHECKPOINT_KEYS",
 ]
@@ -179,6 +180,15 @@ def write_spectrum(out: Path, calib: dict, X: torch.Tensor, y: torch.Tensor) -> 
     atomic_write_bytes(out / "spectrum.npz", buf.getvalue())
 
 
+def spectrum_readable(out: Path) -> bool:
+    """Whether ``out/spectrum.npz`` exists and holds the arrays a run writes there."""
+    try:
+        with np.load(out / "spectrum.npz", allow_pickle=False) as z:
+            return z["evals"].ndim == 1 and z["coeffs"].ndim >= 1
+    except Exception:  # missing, cut short, garbled: zipfile, numpy or OSError say so
+        return False
+
+
 def finished_run(out: Path, rhash: str, overwrite: bool) -> RunResult | None:
     """A finished run with the same configuration in ``out``, or None if work remains.
 
@@ -197,6 +207,9 @@ def finished_run(out: Path, rhash: str, overwrite: bool) -> RunResult | None:
         try:
             hist = read_csv(out / "history.csv", columns=HISTORY_COLUMNS)
         except ValueError:  # missing, cut short or unmarked: redo the run (from its checkpoint)
+            return None
+        computed = summary.get("theta0_lambda_max") is not None and summary.get("lr") is not None
+        if computed and not spectrum_readable(out):  # resuming rewrites it (from the checkpoint)
             return None
         return RunResult(summary=summary, history=hist, resumed_from=None, skipped=True)
     if not overwrite:

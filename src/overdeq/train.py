@@ -50,6 +50,7 @@ from .rundir import (
     RunResult,
     finished_run,
     load_checkpoint,
+    spectrum_readable,
     summarise,
     write_final,
     write_spectrum,
@@ -315,6 +316,8 @@ class _Run:
         if self.ended is not None:
             self.status, self.reason = self.ended
         self._set_lr()
+        if self.lr is not None and not spectrum_readable(self.out):  # lost or damaged since
+            write_spectrum(self.out, self.calib, self.X, self.y)
         return True
 
     def calibrate(self) -> None:
