@@ -248,6 +248,10 @@ def _read_checkpoint(ckpt: Path) -> dict:
         raise CheckpointError(f"{ckpt} is corrupt: it is empty (0 bytes). {_way_out(ckpt)}")
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except PermissionError as exc:
+        raise CheckpointError(
+            f"{ckpt} cannot be read ({exc.strerror}); fix its permissions and rerun"
+        ) from None
     except Exception as exc:  # cut short, garbage, another pickle: torch says it many ways
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise CheckpointError(
