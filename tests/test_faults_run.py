@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from overdeq import DataSpec, cli, make_run_config, train
+from overdeq import DataSpec, cli, make_run_config, preflight, train
 from overdeq.io import read_csv
 from overdeq.preflight import DIMS, LOCK_NAME, OWNER_NAME, run_lock, training_bytes
 
@@ -260,7 +260,7 @@ def test_a_width_that_cannot_fit_is_refused_before_allocating(tmp_path, capsys):
     out = tmp_path / "run"
     code, err = run(capsys, *SMALL, "--width", "10000000", "--out", out)
     assert code == 2
-    assert re.search(r"--width 10000000 needs about 4,[0-9]{3},[0-9]{3}\.[0-9] GB on cpu", err)
+    assert re.search(r"--width 10000000 needs about 4,[0-9]{3},[0-9]{3} GB on cpu", err)
     assert "available memory" in err or "container's limit" in err
     assert "Lower --width (about" in err and "--memory-budget-gb" in err
     assert not out.exists()  # no empty run folder left behind
@@ -269,7 +269,7 @@ def test_a_width_that_cannot_fit_is_refused_before_allocating(tmp_path, capsys):
 def test_a_memory_budget_refuses_what_exceeds_it(tmp_path, capsys):
     out = tmp_path / "run"
     code, err = run(capsys, *SMALL, "--width", "2000", "--memory-budget-gb", "0.05", "--out", out)
-    assert code == 2 and "but --memory-budget-gb 0.05 allows 0.1 GB" in err
+    assert code == 2 and "but --memory-budget-gb 0.05 allows 0.05 GB" in err
     assert not out.exists()
     assert run(capsys, *SMALL, "--memory-budget-gb", "0.05", "--out", out)[0] == 0
 
@@ -543,6 +543,8 @@ def test_the_config_check_estimates_memory_as_overdeq_train_does():
     for n, d, m, precision in [(40, 40, 640, "float32"), (356, 64, 5000, "float64")]:
         assert names["training_bytes"](n, d, m, precision) == training_bytes(n, d, m, precision)
     assert names["DIMS"] == DIMS
+    for nbytes in (4.8e15, 21.3e9, 2e7):
+        assert names["_gb"](nbytes) == preflight._gb(nbytes)
 
 
 def test_the_config_check_refuses_a_width_over_the_memory_budget():
@@ -552,7 +554,7 @@ def test_the_config_check_refuses_a_width_over_the_memory_budget():
     config["training"]["grids"]["main"]["widths"].append(100000)
     message = config_check(config)[1]
     assert "nothing was run" in message
-    assert "training.grids.main.widths: width 100000 needs about 480." in message
+    assert "training.grids.main.widths: width 100000 needs about 481 GB" in message
     assert (
         "GB for identity (n = 40, d = 40, float32), more than compute.memory_budget_gb" in message
     )

@@ -188,6 +188,12 @@ def clear_run(out: Path, why: str) -> None:
 # ---------------------------------------------------------------- memory
 
 
+def _gb(nbytes: float) -> str:
+    """Bytes as GB with the digits that matter: 4,800,010 / 21.3 / 0.02."""
+    x = nbytes / GB
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+
+
 def _dtype_bytes(precision: str) -> int:
     return 8 if precision == "float64" else 4
 
@@ -278,9 +284,9 @@ def check_memory(run: RunConfig, n: int, d: int, budget_gb: float | None) -> Non
         return
     fits = _largest_width(n, d, precision, budget)
     raise ConfigError(
-        f"--width {run.model.width} needs about {need / GB:,.1f} GB on {device} (W alone is "
+        f"--width {run.model.width} needs about {_gb(need)} GB on {device} (W alone is "
         f"m x m = {run.model.width**2:.3g} numbers; n = {n}, d = {d}, {precision}), but "
-        f"{what} allows {budget / GB:,.1f} GB. Lower --width (about {fits} fits), use a "
+        f"{what} allows {_gb(budget)} GB. Lower --width (about {fits} fits), use a "
         "device with more memory, or set --memory-budget-gb if the estimate "
         "(overdeq.preflight.training_bytes) is too cautious for your machine"
     )

@@ -96,6 +96,12 @@ def training_bytes(n, d, width, precision):
     return 4 * params * b + 32 * m * m + n * m * (20 * b + 8 * 8) + 32 * n * n + 16 * n * d
 
 
+def _gb(nbytes):
+    """Bytes as GB, as overdeq.preflight._gb writes them: 4,800,010 / 21.3 / 0.02."""
+    x = nbytes / GB
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+
+
 def memory_problems(config):
     """Training widths whose estimated memory exceeds compute.memory_budget_gb (if set)."""
     budget = config["compute"].get("memory_budget_gb")
@@ -115,7 +121,7 @@ def memory_problems(config):
                 if need > budget * GB:
                     problems.append(
                         f"training.grids.{name}.widths: width {width} needs about "
-                        f"{need / GB:,.1f} GB for {dataset} (n = {n}, d = {d}, {precision}), "
+                        f"{_gb(need)} GB for {dataset} (n = {n}, d = {d}, {precision}), "
                         f"more than compute.memory_budget_gb = {budget}; lower the width or "
                         "raise the budget (overdeq.preflight.training_bytes is the estimate)"
                     )
