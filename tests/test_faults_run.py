@@ -426,8 +426,11 @@ def test_an_option_that_does_nothing_is_refused(tmp_path, capsys, argv, expected
     [
         (["--d", "6"], "--d does nothing with --data-file"),
         (["--data", "digits"], "--data does nothing with --data-file"),
+        (["--classes", "3", "5"], "--classes does nothing with --data-file"),
+        (["--labels", "pm1"], "--labels does nothing with --data-file"),
+        (["--data-root", "elsewhere"], "--data-root does nothing with --data-file"),
     ],
-    ids=["d", "data"],
+    ids=["d", "data", "classes", "labels", "data-root"],
 )
 def test_an_option_the_data_file_overrides_is_refused(tmp_path, capsys, argv, expected):
     from overdeq.data import load_dataset
@@ -499,6 +502,7 @@ BAD = [
     (["--data", "digits", "--n", "400"], "lower --n"),
     (["--data", "digits", "--classes", "0", "0"], "--classes [0, 0] repeats a class"),
     (["--data", "digits", "--classes", "0", "11"], "classes [11] do not exist"),
+    (["--labels", "pm1"], "labels='pm1' needs a data set with classes"),
     (["--data-file", "missing.npz", "--n", "6"], "prepared data file missing.npz does not exist"),
 ]
 

@@ -249,6 +249,8 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
             given[name] = getattr(args, name)
     if list(args.classes) != list(DataSpec.classes):
         given["classes"] = args.classes
+    if args.labels != DataSpec.labels:
+        given["labels"] = args.labels
     return given
 
 

@@ -315,26 +315,26 @@ def useless_options(
             f"--{'' if given['allow_expansive'] else 'no-'}allow-expansive does nothing in "
             f"--mode {run.mode} (only paper mode checks for a contraction); drop it"
         )
-    if "d" in given:
-        if data_file:
-            problems.append("--d does nothing with --data-file (the file fixes d); drop it")
-        elif data not in ("identity", "gaussian"):
-            problems.append(
-                f"--d does nothing for --data {data} (its images fix d); --d is for gaussian "
-                "(and identity, d >= n) data; drop it"
-            )
-    if "classes" in given and not data_file and data in ("identity", "gaussian"):
+    if data_file:
+        for name in ("data", "d", "classes", "labels", "data_root"):
+            if name in given:
+                flag = "--" + name.replace("_", "-")
+                problems.append(
+                    f"{flag} does nothing with --data-file (the prepared file fixes the data "
+                    "set, its dimension, classes and labels); drop it"
+                )
+    elif "d" in given and data not in ("identity", "gaussian"):
+        problems.append(
+            f"--d does nothing for --data {data} (its images fix d); --d is for gaussian "
+            "(and identity, d >= n) data; drop it"
+        )
+    if not data_file and "classes" in given and data in ("identity", "gaussian"):
         problems.append(
             f"--classes does nothing for --data {data} (synthetic data has no classes); drop it"
         )
-    if "data_root" in given and not data_file and data in ("identity", "gaussian", "digits"):
+    if not data_file and "data_root" in given and data in ("identity", "gaussian", "digits"):
         problems.append(
             f"--data-root does nothing for --data {data} (no raw files to read); drop it"
-        )
-    if "data" in given and data_file:
-        problems.append(
-            "--data does nothing with --data-file (the file says which data set it holds); "
-            "give one of them"
         )
     if "gpu_wait" in given and run.train.device != "cuda:auto":
         problems.append(
