@@ -138,7 +138,7 @@ def test_a_killed_runs_lock_files_do_not_block(finished, capsys):
     (finished / LOCK_NAME).write_text("")
     (finished / OWNER_NAME).write_text(json.dumps({"pid": 999999, "host": "x", "started": 0}))
     code, err = run(capsys, *SMALL, "--out", finished)
-    assert code == 0 and "already complete" in err
+    assert code == 0 and "already holds this run" in err
 
 
 @pytest.mark.slow
@@ -467,7 +467,7 @@ BAD = [
     (["--width", "wide"], "--width must be an integer, got 'wide'"),
     (["--n", "0"], "--n must be >= 1"),
     (["--steps", "-1"], "--steps must be >= 0, got -1"),
-    (["--steps", "many"], "argument --steps: invalid int value"),
+    (["--steps", "many"], "--steps must be an integer, got 'many'"),
     (["--lr", "0"], "--lr must be a positive finite number"),
     (["--lr", "nan"], "--lr must be a positive finite number"),
     (["--lr-scale", "-1"], "--lr-scale must be a positive finite number"),
@@ -605,7 +605,7 @@ def test_a_damaged_spectrum_of_a_finished_run_is_rewritten_from_the_checkpoint(
     history = (finished / "history.csv").read_bytes()
     damage(spectrum)
     code, err = run(capsys, *SMALL, "--out", finished)
-    assert code == 0 and "already complete" not in err
+    assert code == 0 and "already holds this run" not in err
     with np.load(spectrum) as z:
         assert np.array_equal(z["evals"], evals) and np.array_equal(z["coeffs"], coeffs)
     assert (finished / "history.csv").read_bytes() == history  # not retrained

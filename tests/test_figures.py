@@ -24,11 +24,13 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
+from overdeq.values import read_values  # noqa: E402
 from overdeq_figures import (  # noqa: E402
     TEXT_WIDTH,
     MissingInput,
     label_panels,
     open_job,
+    read_lock,
     read_table,
     repo_root,
     save_figure,
@@ -225,6 +227,7 @@ def drawn(tmp_path_factory):
     (root / "Snakefile").write_text("")
     (root / "scripts").mkdir()
     (root / "paper").symlink_to(REPO / "paper")  # tab_claims reads which macros it cites
+    (root / "requirements.lock").symlink_to(REPO / "requirements.lock")  # tab_compute
     write_results(root, TIER)
     out = {}
     render = style._render
@@ -323,3 +326,14 @@ def test_every_macro_the_scripts_write_is_used_by_the_paper(drawn):
     assert "verdictCOne" in written  # the claims' verdicts are written at all
     unused = sorted(f"\\{m} ({written[m]})" for m in set(written) - used)
     assert not unused, f"macros no text of paper/ uses: {unused}"
+
+
+def test_the_compute_table_names_the_software_and_what_differs_from_the_lock(drawn):
+    job, _ = drawn["tab_compute"]
+    values = read_values(job.output["values"])
+    locked = read_lock(REPO / "requirements.lock")
+    assert "PyTorch 2.13.0+cpu" in values["computeSoftware"]
+    assert f"Snakemake {locked['snakemake']}" in values["computeSoftware"]
+    # the fixture's numpy is not the locked one, its snakemake is
+    assert f"numpy 0.0.1 (locked {locked['numpy']})" in values["computeLockStatus"]
+    assert "snakemake" not in values["computeLockStatus"]

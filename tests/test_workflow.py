@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,26 +18,29 @@ from overdeq.config import LOSSES, MODES, PRECISIONS, RUN_OPTIONS
 from overdeq.data import DATASETS
 from overdeq.solvers import SOLVERS
 
-from workflow_helpers import BIN, REPO, scratch_repo, workflow_env
+from workflow_helpers import REPO, run_snakemake, scratch_repo
 
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
 
 
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "snakemake"), *args],
-        cwd=cwd,
-        env=workflow_env(),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-    )
+snakemake = run_snakemake
 
 
-def test_lint_is_clean():
+ENV_LINT = "Specify a conda environment or container for each rule."
+
+
+def test_lint_is_clean_but_for_the_deliberate_one():
+    """`snakemake --lint` finds nothing but, per rule, the lack of a conda environment or
+    container: by design, every rule runs in the locked venv (requirements.lock), and
+    `--sdm conda` is refused (test below). Any other lint fails this test. (Snakemake 9's
+    command line ignores `--lint json`, so the text is parsed.)"""
     out = snakemake("--lint")
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text, text[-2000:]
+    titles = re.findall(r"^\s+\* (.+?):?$", text, re.M)
+    assert titles, "the lint of a rule without an environment was expected: " + text[-2000:]
+    assert set(titles) == {ENV_LINT}, sorted(set(titles))
+    assert "Lints for snakefile" not in text, text[-2000:]
 
 
 @pytest.mark.parametrize(
@@ -194,3 +196,14 @@ def test_plain_snakemake_uses_the_default_profile():
     assert "cores have to be specified" in bare.stdout + bare.stderr
     profile = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
     assert profile["cores"] == "all" and profile["rerun-incomplete"] is True
+
+
+def test_conda_deployment_is_refused_with_the_way_out():
+    """Rules carry no conda: directives; `--sdm conda` must say so, not run something else."""
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
+    assert not re.search(r"^\s+(conda|container):", rules, re.M)
+    out = snakemake("-n", "paper/main.tex", "--sdm", "conda")
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "--software-deployment-method conda is not supported" in text, text[-2000:]
+    assert "requirements.lock" in text

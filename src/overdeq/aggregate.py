@@ -74,6 +74,7 @@ RUN_COLUMNS = [
     "peak_memory_mb",
     "device",
     "precision",
+    "versions",
     "git_commit",
     "config_hash",
     "predicted_rate",
@@ -84,6 +85,11 @@ RUN_COLUMNS = [
     "max_readout_error",
     "readout_was_min",
 ]
+
+
+def _versions(versions: dict[str, Any]) -> str:
+    """The package versions a run recorded, as one cell: ``numpy=2.4.6 python=3.11.7 ...``."""
+    return " ".join(f"{name}={v}" for name, v in sorted(versions.items()) if v)
 
 
 def run_row(run_dir: str | Path) -> dict[str, Any]:
@@ -104,6 +110,7 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
         peak_memory_mb=prov.get("peak_memory_mb"),
         device=prov.get("device"),
         precision=prov.get("precision"),
+        versions=_versions(prov.get("versions") or {}),
         git_commit=(prov.get("git") or {}).get("commit"),
         config_hash=s.get("config_hash"),
         lr_scale=cfg.get("train", {}).get("lr_scale"),

@@ -14,7 +14,16 @@ the loaders every table goes through), ``style`` (matplotlib style, panel letter
 ``text`` (names of data sets and settings, English lists, verdict words, LaTeX tables).
 """
 
-from .job import Job, MissingInput, open_job, read_json, read_table, read_text, repo_root
+from .job import (
+    Job,
+    MissingInput,
+    open_job,
+    read_json,
+    read_lock,
+    read_table,
+    read_text,
+    repo_root,
+)
 from .style import TEXT_WIDTH, label_panels, plain_log_labels, save_figure, use_style
 from .text import (
     DATASET_LABELS,
@@ -34,6 +43,7 @@ __all__ = [
     "read_json",
     "read_table",
     "read_text",
+    "read_lock",
     "repo_root",
     "TEXT_WIDTH",
     "label_panels",

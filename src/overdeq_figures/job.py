@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "read_table",
     "read_json",
     "read_text",
+    "read_lock",
     "repo_root",
 ]
 
@@ -90,6 +92,23 @@ def read_json(path: str | Path, *, keys=()) -> Any:
 def read_text(path: str | Path) -> str:
     """A text file (the paper's LaTeX sources, for tab_claims)."""
     return _check_input(path).read_text(encoding="utf-8")
+
+
+def read_lock(path: str | Path) -> dict[str, str]:
+    """The pins of a pip lock file (``requirements.lock``): ``{normalised name: version}``.
+
+    Lines look like ``numpy==2.3.1 \\`` followed by ``--hash`` lines; names are normalised as
+    PEP 503 does (lower case, runs of ``-_.`` as ``-``) so they compare with
+    ``importlib.metadata`` names.
+    """
+    pins = {}
+    for line in read_text(path).splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+        if m:
+            pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    if not pins:
+        raise ValueError(f"{path} pins no package (expected lines like numpy==2.3.1)")
+    return pins
 
 
 def repo_root(start: str | Path | None = None) -> Path:

@@ -4,15 +4,26 @@ import json
 from pathlib import Path
 
 import yaml
+from snakemake.exceptions import WorkflowError
 
 TIER = config["tier"]
 RES = f"results/{TIER}"  # everything this tier computes lives under here
 LOGS = f"logs/{TIER}"
 BENCH = f"benchmarks/{TIER}"
 DATA_ROOT = config["data_root"]
-# software environments for `--sdm conda` (the README's set-up uses a venv instead)
-ENV_PY = "../envs/overdeq.yaml"
-ENV_LATEX = "../envs/latex.yaml"
+
+# One software environment: the locked venv that tools/setup.sh builds (requirements.lock).
+# Rules carry no conda: or container: directives, so `--sdm conda` / `--use-conda` would only
+# run the same commands in whatever environment Snakemake was started from: refuse it rather
+# than let a user believe it built something.
+_SDM = {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+if _SDM & {"conda", "apptainer", "singularity"}:
+    raise WorkflowError(
+        f"--software-deployment-method {' '.join(sorted(_SDM))} is not supported: this workflow "
+        "runs in the locked virtual environment that tools/setup.sh builds from "
+        "requirements.lock. Run ./reproduce (or tools/setup.sh, then .venv/bin/snakemake) "
+        "without --sdm/--use-conda."
+    )
 TRAINING = config["training"]
 ABLATIONS = config["ablations"]
 COMPUTE = config["compute"]
