@@ -17,6 +17,7 @@ import random
 import re
 import runpy
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -268,18 +269,51 @@ def test_a_width_that_cannot_fit_is_refused_before_allocating(tmp_path, capsys):
 
 def test_a_memory_budget_refuses_what_exceeds_it(tmp_path, capsys):
     out = tmp_path / "run"
-    code, err = run(capsys, *SMALL, "--width", "2000", "--memory-budget-gb", "0.05", "--out", out)
-    assert code == 2 and "but --memory-budget-gb 0.05 allows 0.05 GB" in err
+    code, err = run(capsys, *SMALL, "--width", "2000", "--memory-budget-gb", "0.3", "--out", out)
+    assert (
+        code == 2 and "needs about 0.39 GB" in err and "--memory-budget-gb 0.3 allows 0.3 GB" in err
+    )
     assert not out.exists()
-    assert run(capsys, *SMALL, "--memory-budget-gb", "0.05", "--out", out)[0] == 0
+    assert run(capsys, *SMALL, "--memory-budget-gb", "0.3", "--out", out)[0] == 0
 
 
 def test_the_memory_estimate_grows_with_width_squared_and_precision():
     small, big = training_bytes(40, 40, 1000, "float32"), training_bytes(40, 40, 2000, "float32")
-    assert 3.5 < big / small < 4.0  # the m^2 terms dominate
+    growth = (big - preflight.RUNTIME) / (small - preflight.RUNTIME)
+    assert 3.5 < growth < 4.0  # the m^2 terms dominate
     assert training_bytes(40, 40, 1000, "float64") > small
     # W (m x m floats), its gradient and copies alone exceed 36 m^2 bytes in float32
-    assert small > 36 * 1000**2
+    assert small > 36 * 1000**2 + preflight.RUNTIME
+
+
+PEAK = """
+import resource, sys, torch
+torch.set_num_threads(1)
+from overdeq import DataSpec, make_run_config, train
+m, precision = int(sys.argv[1]), sys.argv[2]
+run = make_run_config(data=DataSpec(name="identity", n=40), width=m, steps=4, log_every=2,
+                      precision=precision)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+train(run, sys.argv[3])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_the_memory_estimate_bounds_the_measured_peak(tmp_path, precision):
+    """Peak resident memory of a real run (Linux ru_maxrss) stays under the estimate."""
+    m = 2500
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, str(m), precision, str(tmp_path / "run")],
+        env=workflow_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    measured = int(out.stdout.split()[-1])
+    estimate = training_bytes(40, 40, m, precision)
+    assert 0.3 * estimate < measured < estimate, (measured, estimate)
 
 
 # ---------------------------------------------------------------- checkpoint.pt

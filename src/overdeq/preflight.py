@@ -55,6 +55,7 @@ OWNER_NAME = ".overdeq-run.owner"  # JSON: pid, host, start time of the holder
 RUN_FILES = ("summary.json", "checkpoint.pt", "history.csv", "spectrum.npz")
 
 GB = 1e9  # --memory-budget-gb counts 10^9 bytes
+RUNTIME = 200_000_000  # bytes torch's kernels take on first use, at any width
 # Input dimension of each data set, an upper bound where it depends on preparation.
 DIMS = {"digits": 64, "mnist": 784, "cifar10": 3072}
 
@@ -208,12 +209,14 @@ def training_bytes(n: int, d: int, width: int, precision: str) -> int:
       draws of the initial weights: 4 m^2 * 8, which also covers calibration's float64 twin;
     * activations: (n, m) iterates of the solvers (Anderson keeps 2 x 5 of them) and of
       autograd, about 20 of them in b bytes, plus 8 of the float64 calibration;
-    * the (n, n) tangent Gram and its eigendecomposition in float64 (4 n^2 * 8) and the data.
+    * the (n, n) tangent Gram and its eigendecomposition in float64 (4 n^2 * 8) and the data;
+    * 0.2 GB that torch's kernels take on first use (linear algebra, autograd), whatever m.
     """
     b = _dtype_bytes(precision)
     m = width
     params = m * m + m * d + 3 * m + 1
-    return 4 * params * b + 32 * m * m + n * m * (20 * b + 8 * 8) + 32 * n * n + 16 * n * d
+    fixed = 4 * params * b + 32 * m * m + n * m * (20 * b + 8 * 8) + 32 * n * n + 16 * n * d
+    return fixed + RUNTIME
 
 
 def input_dim_bound(name: str, n: int, d: int | None) -> int:
@@ -283,12 +286,16 @@ def check_memory(run: RunConfig, n: int, d: int, budget_gb: float | None) -> Non
     if need <= budget:
         return
     fits = _largest_width(n, d, precision, budget)
+    way_out = (
+        "or raise --memory-budget-gb"
+        if budget_gb is not None
+        else "use a device with more memory, or set --memory-budget-gb if the estimate "
+        "(overdeq.preflight.training_bytes) is too cautious for your machine"
+    )
     raise ConfigError(
         f"--width {run.model.width} needs about {_gb(need)} GB on {device} (W alone is "
         f"m x m = {run.model.width**2:.3g} numbers; n = {n}, d = {d}, {precision}), but "
-        f"{what} allows {_gb(budget)} GB. Lower --width (about {fits} fits), use a "
-        "device with more memory, or set --memory-budget-gb if the estimate "
-        "(overdeq.preflight.training_bytes) is too cautious for your machine"
+        f"{what} allows {_gb(budget)} GB. Lower --width (about {fits} fits), {way_out}"
     )
 
 

@@ -86,6 +86,7 @@ def contraction_problems(training):
 # on every Snakemake start); tests/test_faults_run.py holds the copies together.
 DIMS = {"digits": 64, "mnist": 784, "cifar10": 3072}
 GB = 1e9
+RUNTIME = 200_000_000
 
 
 def training_bytes(n, d, width, precision):
@@ -93,7 +94,8 @@ def training_bytes(n, d, width, precision):
     b = 8 if precision == "float64" else 4
     m = width
     params = m * m + m * d + 3 * m + 1
-    return 4 * params * b + 32 * m * m + n * m * (20 * b + 8 * 8) + 32 * n * n + 16 * n * d
+    fixed = 4 * params * b + 32 * m * m + n * m * (20 * b + 8 * 8) + 32 * n * n + 16 * n * d
+    return fixed + RUNTIME
 
 
 def _gb(nbytes):
