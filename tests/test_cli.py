@@ -112,7 +112,8 @@ def _train_parser():
 def test_every_knob_flag_reaches_make_run_config():
     """A flag whose dest is not a run option would be silently dropped: none is."""
     not_knobs = {"help", "data", "data_file", "n", "d", "classes", "labels", "data_root"}
-    not_knobs |= {"width", "gpu_wait", "threads", "out", "overwrite", "quiet", "tag"}
+    not_knobs |= {"width", "gpu_wait", "memory_budget_gb", "threads", "out", "overwrite"}
+    not_knobs |= {"quiet", "tag"}
     dests = {a.dest for a in _train_parser()._actions} - not_knobs
     assert dests <= set(RUN_OPTIONS), dests - set(RUN_OPTIONS)
 
@@ -121,7 +122,7 @@ def test_flags_not_given_keep_the_library_defaults():
     """Without flags the CLI builds exactly the library's default run configuration."""
     args = _train_parser().parse_args(["--out", "x"])
     assert all(getattr(args, k, None) is None for k in RUN_OPTIONS)
-    spec = DataSpec(args.data, n=args.n)
+    spec = DataSpec(args.data or "identity", n=args.n)  # --data not given: identity
     default = make_run_config(data=spec, width=args.width)
     tuned = make_run_config(data=spec, width=args.width, tol=1e-9, backward_max_iter=77)
     assert tuned.train.forward.tol == tuned.train.backward.tol == 1e-9

@@ -245,8 +245,8 @@ def test_aggregate_refuses_a_damaged_run_and_keeps_its_tables(capsys, runs, file
     code, err = aggregate(capsys, runs)
     assert code == 2 and expected in err, err
     assert str(path) in err and "rule train" in err
-    if file == "spectrum.npz":  # a resumed run would not rewrite it: start the run over
-        assert f"delete the run folder {runs.paper}, then" in err
+    if file == "spectrum.npz":  # rerunning the run rewrites it from its checkpoint
+        assert "rerunning the run rewrites it from the run's checkpoint" in err
         assert f"--forcerun {runs.paper / 'summary.json'}" in err
     else:
         assert f"--forcerun {path}" in err

@@ -139,11 +139,11 @@ def _spectrum(run_dir: Path, s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]
     not diverge has written spectrum.npz (train.calibrate): its absence is an error.
     """
     path = run_dir / "spectrum.npz"
-    # the spectrum is written once, at calibration: a run resumed from its checkpoint does
-    # not rewrite it, so the way out is to redo the run from scratch
+    # written at calibration; `overdeq train` on the finished run finds it missing or damaged
+    # and rewrites it from the checkpoint (which keeps Theta_0's spectrum), without retraining
     redo = (
-        f"It is made by {TRAIN_MAKER} when the run starts; delete the run folder {run_dir}, "
-        f"then {rebuild_hint(run_dir / 'summary.json')}"
+        f"It is made by {TRAIN_MAKER}; rerunning the run rewrites it from the run's checkpoint: "
+        f"{rebuild_hint(run_dir / 'summary.json')}"
     )
     if not path.exists():
         if s.get("theta0_lambda_max") is None or s.get("lr") is None:

@@ -124,20 +124,25 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
-        default="identity",
+        default=None,
         choices=list(DATASETS),
-        help="data set (identity: the rows of the identity matrix, as released)",
+        help="data set (identity: the rows of the identity matrix, as released) "
+        "(default: identity)",
     )
     g.add_argument(
         "--data-file",
         type=Path,
         default=None,
-        help="a prepared .npz (from 'overdeq data prepare'); overrides --data "
-        "(default: none, --data is loaded)",
+        help="a prepared .npz (from 'overdeq data prepare'), in place of --data and its "
+        "options (default: none, --data is loaded)",
     )
     g.add_argument("--n", type=positive_int("--n"), default=100, help="number of samples")
     add_selection_args(g)
-    g.add_argument("--data-root", default=DataSpec.root, help="folder holding raw/ downloads")
+    g.add_argument(
+        "--data-root",
+        default=None,
+        help=f"folder holding raw/ downloads (default: {DataSpec.root})",
+    )
     g.add_argument(
         "--data-seed", type=int, default=None, help=knob("data_seed", "seed of inputs and labels")
     )
@@ -281,15 +286,24 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--gpu-wait",
         type=positive_float("--gpu-wait"),
-        default=inspect.signature(claim_gpu).parameters["timeout"].default,
-        help="cuda:auto: seconds to wait for a free GPU before giving up",
+        default=None,
+        help="cuda:auto: seconds to wait for a free GPU before giving up (default: "
+        f"{inspect.signature(claim_gpu).parameters['timeout'].default:g})",
+    )
+    g.add_argument(
+        "--memory-budget-gb",
+        type=positive_float("--memory-budget-gb"),
+        default=None,
+        help="refuse a run whose estimated memory exceeds this many GB (10^9 bytes) "
+        "(default: what the device has free)",
     )
     add_threads(g)
     g.add_argument("--out", type=Path, required=True, help="run directory")
     g.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a run of a different configuration found in --out",
+        help="start over where --out holds a run of another configuration or a damaged "
+        "checkpoint (its run files are removed first); never takes over a folder in use",
     )
     g.add_argument(
         "--quiet",
@@ -443,15 +457,32 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k, None) is not None}
 
 
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The train flags given on the command line that ``useless_options`` asks about."""
+    from .data import DataSpec
+
+    given = _run_options(args)
+    for name in ("data", "data_root", "gpu_wait", "d"):
+        if getattr(args, name) is not None:
+            given[name] = getattr(args, name)
+    if list(args.classes) != list(DataSpec.classes):
+        given["classes"] = args.classes
+    if args.labels != DataSpec.labels:
+        given["labels"] = args.labels
+    return given
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from . import preflight
     from .config import ConfigError, make_run_config
     from .data import DATASETS, Dataset, DataSpec, load_dataset
     from .devices import resolve_device
-    from .train import train
+    from .train import check_device, train
 
     classes, labels = tuple(args.classes), args.labels
+    data = args.data or "identity"
     if args.data_file is not None:
         dataset = Dataset.load_npz(args.data_file)
         spec_kwargs = dict(
@@ -468,34 +499,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
     else:
         dataset = None
-        spec_kwargs = dict(name=args.data, n=args.n, d=args.d)
-    spec = DataSpec(**spec_kwargs, classes=classes, labels=labels, root=args.data_root)
+        spec_kwargs = dict(name=data, n=args.n, d=args.d)
+    root = args.data_root if args.data_root is not None else DataSpec.root
+    spec = DataSpec(**spec_kwargs, classes=classes, labels=labels, root=root)
     options = _run_options(args)
     run = make_run_config(data=spec, width=args.width, **options)  # checks every knob
-    # before any training; the GPU claimed is the device the run (and its provenance) records
-    device = resolve_device(run.train.device, timeout=args.gpu_wait)
-    if device != run.train.device:
-        run = make_run_config(data=spec, width=args.width, **{**options, "device": device})
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if dataset is None:
-        dataset = load_dataset(run.data)  # validates n, classes, files before any training
-    if dataset is not None and args.data_file is not None:
-        dataset = Dataset(
-            X=dataset.X,
-            y=dataset.y,
-            name=dataset.name,
-            meta={**dataset.meta, "file": str(args.data_file)},
+    # before any work: options that do nothing, the run folder, the memory, the tags
+    preflight.refuse_useless(
+        preflight.useless_options(
+            _given(args), run, data=data, data_file=args.data_file is not None
         )
-    tags = {}
-    for item in args.tag:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--tag expects KEY=VALUE, got {item!r}")
-        tags[key] = value
-    result = train(
-        run, args.out, dataset=dataset, overwrite=args.overwrite, progress=not args.quiet, tags=tags
     )
+    tags = preflight.tags(args.tag)
+    preflight.check_out(args.out)
+    d = preflight.input_dim_bound(spec.name, spec.n, spec.d)
+    if run.train.device != "cuda:auto":
+        check_device(run.train.device)  # before asking the device how much memory it has
+    preflight.check_memory(run, spec.n, d, args.memory_budget_gb)
+    with preflight.run_lock(args.out):  # until the run ends; a second run here fails at once
+        # the GPU claimed is the device the run (and its provenance) records
+        wait = {} if args.gpu_wait is None else {"timeout": args.gpu_wait}
+        device = resolve_device(run.train.device, **wait)
+        if device != run.train.device:
+            run = make_run_config(data=spec, width=args.width, **{**options, "device": device})
+            preflight.check_memory(run, spec.n, d, args.memory_budget_gb)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if dataset is None:
+            dataset = load_dataset(run.data)  # validates n, classes, files before any training
+        if dataset is not None and args.data_file is not None:
+            dataset = Dataset(
+                X=dataset.X,
+                y=dataset.y,
+                name=dataset.name,
+                meta={**dataset.meta, "file": str(args.data_file)},
+            )
+        result = train(
+            run,
+            args.out,
+            dataset=dataset,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            tags=tags,
+        )
     s = result.summary
     if result.skipped:
         print(_finished_message(args.out, s), file=sys.stderr)

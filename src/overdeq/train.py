@@ -42,6 +42,7 @@ from .monitor import (
     relative_movement,
     tangent_gram,
 )
+from .preflight import run_lock
 from .provenance import config_hash, device_name
 from .rundir import (
     CHECKPOINT_FORMAT,
@@ -49,6 +50,7 @@ from .rundir import (
     RunResult,
     finished_run,
     load_checkpoint,
+    spectrum_readable,
     summarise,
     write_final,
     write_spectrum,
@@ -240,7 +242,22 @@ def train(
     replacing results of a *different* configuration found in ``out``. ``stop_after``
     interrupts after that many steps of this call (tests of resume). ``tags`` are labels
     copied into the summary (they do not change the numbers, so they are not hashed).
+    The run holds ``out`` exclusively while it works (:func:`overdeq.preflight.run_lock`).
     """
+    with run_lock(Path(out) if out is not None else None):
+        return _train(run, out, dataset, overwrite, progress, stop_after, tags)
+
+
+def _train(
+    run: RunConfig,
+    out: str | Path | None,
+    dataset: Dataset | None,
+    overwrite: bool,
+    progress: bool,
+    stop_after: int | None,
+    tags: dict[str, str] | None,
+) -> RunResult:
+    """:func:`train` once ``out`` is held."""
     r = _Run(run, out, dataset, overwrite)
     if r.done is not None:  # this configuration already finished there
         return r.done
@@ -328,7 +345,8 @@ class _Run:
         """Continue from the checkpoint of this configuration, if there is one."""
         state = None
         if self.ckpt is not None:
-            state = load_checkpoint(self.ckpt, self.rhash, self.overwrite)
+            shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+            state = load_checkpoint(self.ckpt, self.rhash, self.overwrite, shapes)
         if state is None:
             return False
         self.model.load_state_dict(state["params"])
@@ -346,6 +364,8 @@ class _Run:
         if self.ended is not None:
             self.status, self.reason = self.ended
         self._set_lr()
+        if self.lr is not None and not spectrum_readable(self.out):  # lost or damaged since
+            write_spectrum(self.out, self.calib, self.X, self.y)
         return True
 
     def calibrate(self) -> None:

@@ -218,6 +218,8 @@ def train_args(wildcards):
         f"--tag dataset={wildcards.dataset}",
         f"--tag setting={wildcards.setting}",
     ]
+    if COMPUTE.get("memory_budget_gb") is not None:
+        args.append(f"--memory-budget-gb {COMPUTE['memory_budget_gb']}")
     for key, raw in setting.items():
         value = per_dataset(raw, wildcards.dataset, key, wildcards.setting)
         if key == "width_scale_ratio":  # trained width / width in the scale
