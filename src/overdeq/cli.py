@@ -169,7 +169,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 # Modules that add subcommands: each has register(subparsers) -> None and sets ``func``.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("overdeq.data.cli", "overdeq.experiments_cli")
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "overdeq.data.cli",
+    "overdeq.experiments_cli",
+    "overdeq.plan_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

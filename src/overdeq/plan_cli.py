@@ -1,0 +1,103 @@
+"""``overdeq plan``: a tier's predicted run time, before anything runs (overdeq.plan).
+
+Two ways in. ``overdeq plan --jobs JOBS.json --out plan.json`` estimates the jobs the
+workflow expanded (rule ``plan`` writes that JSON from the config); ``overdeq plan
+--configfile config/paper.yaml`` is a convenience that runs ``snakemake --configfile ...
+--forcerun plan plan`` (the package never reads YAML), which prints the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .argtypes import add_threads, positive_int
+from .config import ConfigError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="predicted run time of a tier on this device and on an H100 (estimate)",
+        description=__doc__.splitlines()[0],
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--jobs",
+        type=Path,
+        help="the tier's jobs as JSON (written by the workflow's rule plan)",
+    )
+    src.add_argument(
+        "--configfile",
+        type=Path,
+        help="a tier's config: runs 'snakemake --configfile FILE --forcerun plan plan'",
+    )
+    src.add_argument("--show", type=Path, help="print the table of an existing plan.json")
+    p.add_argument("--out", type=Path, help="plan.json to write (with --jobs)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="device to calibrate on: auto (cuda if present, else cpu), cpu, cuda, cuda:N",
+    )
+    p.add_argument(
+        "--size",
+        type=positive_int("--size"),
+        nargs=3,
+        metavar=("N", "M", "STEPS"),
+        default=None,
+        help="samples, width and steps of the small runs that measure iterations "
+        "(default: overdeq.plan.CALIBRATION_SIZE of the device)",
+    )
+    add_threads(p)
+    p.set_defaults(func=_cmd_plan)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device here; use --device cpu or auto")
+    return name
+
+
+def _via_snakemake(configfile: Path) -> int:
+    exe = shutil.which("snakemake")
+    if exe is None:
+        raise ConfigError(
+            "--configfile needs snakemake on PATH (the workflow expands the tier's jobs); "
+            "activate the environment (source .venv/bin/activate), or pass --jobs with a "
+            "jobs JSON written by 'snakemake plan'"
+        )
+    if not configfile.is_file():
+        raise ConfigError(f"--configfile {configfile}: no such file")
+    cmd = [exe, "--configfile", str(configfile), "--cores", "1", "--forcerun", "plan", "plan"]
+    print("running: " + " ".join(cmd[1:]), file=sys.stderr)
+    return subprocess.run(cmd, check=False).returncode
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .io import read_json, write_json
+    from .plan import estimate, format_plan
+
+    if args.configfile is not None:
+        return _via_snakemake(args.configfile)
+    if args.show is not None:
+        print(format_plan(read_json(args.show, made_by="rule plan (overdeq plan --out)")), end="")
+        return 0
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    jobs = read_json(args.jobs, made_by="rule plan (workflow/rules/plan.smk)")
+    plan = estimate(jobs, device=_device(args.device), size=args.size)
+    if args.out is not None:
+        write_json(args.out, plan)
+    print(format_plan(plan), end="")
+    return 0
