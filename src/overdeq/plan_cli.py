@@ -2,8 +2,8 @@
 
 Two ways in. ``overdeq plan --jobs JOBS.json --out plan.json`` estimates the jobs the
 workflow expanded (rule ``plan`` writes that JSON from the config); ``overdeq plan
---configfile config/paper.yaml`` is a convenience that runs ``snakemake --configfile ...
---forcerun plan plan`` (the package never reads YAML), which prints the same table.
+--configfile config/paper.yaml`` is a convenience that runs ``snakemake plan --configfile ...
+--forcerun plan`` (the package never reads YAML), which prints the same table.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument(
         "--configfile",
         type=Path,
-        help="a tier's config: runs 'snakemake --configfile FILE --forcerun plan plan'",
+        help="a tier's config: runs 'snakemake plan --configfile FILE --forcerun plan'",
     )
     src.add_argument("--show", type=Path, help="print the table of an existing plan.json")
     p.add_argument("--out", type=Path, help="plan.json to write (with --jobs)")
@@ -77,7 +77,8 @@ def _via_snakemake(configfile: Path) -> int:
         )
     if not configfile.is_file():
         raise ConfigError(f"--configfile {configfile}: no such file")
-    cmd = [exe, "--configfile", str(configfile), "--cores", "1", "--forcerun", "plan", "plan"]
+    # the target first: --configfile and --forcerun each take every word after them
+    cmd = [exe, "plan", "--configfile", str(configfile), "--cores", "1", "--forcerun", "plan"]
     print("running: " + " ".join(cmd[1:]), file=sys.stderr)
     return subprocess.run(cmd, check=False).returncode
 
