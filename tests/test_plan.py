@@ -236,3 +236,25 @@ def test_snakemake_plan_on_the_default_tier(tmp_path):
     assert len(plan["jobs"]) == len(jobs["train"]) + len(jobs["random_deq"]) + 1
     assert plan["calibration"]["seconds"] < 120  # "seconds on a CPU"
     assert Path(repo / "logs" / "quick" / "plan.log").exists()
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_a_cpu_at_small_scale(tmp_path):
+    env = workflow_env(
+        {"GPU_CHECK_SCALE": "small", "OUT": str(tmp_path), "PYTHON": str(BIN / "python")}
+    )
+    out = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh")],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = (tmp_path / "gpu_check.txt").read_text()
+    assert out.stdout.rstrip().endswith(f"(written to {tmp_path / 'gpu_check.txt'})")
+    for row in ("epoch fp32", "epoch tf32", "epoch mixed", "epoch legacy", "paper-tier job"):
+        assert row in table, row
+    rows = json.loads((tmp_path / "gpu_check.json").read_text())["rows"]
+    timed = [r for r in rows if "skipped" not in r]
+    assert len(timed) >= 4 and all(r["measured_s"] > 0 and r["plan_s"] > 0 for r in timed)
