@@ -100,6 +100,25 @@ def test_random_deq_work_counts_every_sample():
         P.random_deq_work("e9", p, lambda sw: 1.0)
 
 
+def test_gradient_error_work_counts_the_reference_and_every_tolerance():
+    n, m = 20, 100
+    w = P.gradient_error_work(n, n, m, (30, 28), iter([5, 4, 9, 8]))  # an iterator is fine
+    # 58 + 26 solver iterations, and per solve pair one more layer application and dL/dW
+    assert w.amounts["gemm:float64"] == pytest.approx((58 + 26 + 2 * 5) * 2 * n * m * m)
+
+
+def test_a_throughput_without_a_rate_for_some_work_says_which():
+    thr = P.Throughput(rates={"gemm:float32": 1e9}, device="x", source="test")
+    w = P.Work()
+    w.add("gemm:float32", 2e9)
+    assert thr.seconds(w) == pytest.approx(2.0)
+    w.add("eig_host", 1.0)
+    with pytest.raises(ValueError, match=r"no rate for \['eig_host'\]"):
+        thr.seconds(w)
+    with pytest.raises(ValueError, match="unknown kind of work 'gpu'"):
+        w.add("gpu", 1.0)
+
+
 JOBS = {
     "tier": "test",
     "precision": "float32",

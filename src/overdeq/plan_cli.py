@@ -78,7 +78,7 @@ def _via_snakemake(configfile: Path) -> int:
     if not configfile.is_file():
         raise ConfigError(f"--configfile {configfile}: no such file")
     # the target first: --configfile and --forcerun each take every word after them
-    cmd = [exe, "plan", "--configfile", str(configfile), "--cores", "1", "--forcerun", "plan"]
+    cmd = [exe, "plan", "--configfile", str(configfile), "--cores", "all", "--forcerun", "plan"]
     print("running: " + " ".join(cmd[1:]), file=sys.stderr)
     return subprocess.run(cmd, check=False).returncode
 
