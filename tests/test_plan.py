@@ -223,6 +223,12 @@ def test_cli_writes_the_plan_and_shows_it(tmp_path, capsys):
     assert data["tier"] == "test" and math.isfinite(data["this_device"]["total"]["seconds"])
     assert main(["plan", "--show", str(out)]) == 0
     assert capsys.readouterr().out == printed  # the table is the JSON's
+    data["h100_estimate"].pop("by_precision")  # a plan of another version, or edited
+    out.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--show", str(out)])
+    assert exc.value.code == 2
+    assert "is not a plan this overdeq can read" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_precision_it_cannot_count(tmp_path, capsys):

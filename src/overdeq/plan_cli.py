@@ -19,6 +19,8 @@ from .config import ConfigError
 
 __all__ = ["register"]
 
+SHOW_KEYS = ("tier", "precision", "device", "this_device", "h100_estimate", "target", "dominant")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -90,7 +92,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.configfile is not None:
         return _via_snakemake(args.configfile)
     if args.show is not None:
-        print(format_plan(read_json(args.show, made_by="rule plan (overdeq plan --out)")), end="")
+        plan = read_json(args.show, keys=SHOW_KEYS, made_by="rule plan (overdeq plan --out)")
+        try:
+            print(format_plan(plan), end="")
+        except (KeyError, TypeError) as exc:  # an older or edited plan.json
+            raise ConfigError(
+                f"--show {args.show} is not a plan this overdeq can read (at {exc}); remake "
+                "it: snakemake plan --forcerun plan (add --configfile for another tier)"
+            ) from None
         return 0
     import torch
 
