@@ -791,10 +791,10 @@ def _hms(seconds: float) -> str:
 
 
 def _flops(x: float) -> str:
-    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12)):
         if x >= scale:
             return f"{x / scale:.3g} {unit}"
-    return f"{x:.3g} FLOP"
+    return f"{x / 1e9:.3g} GFLOP"
 
 
 def format_plan(plan: Mapping[str, Any]) -> str:
@@ -823,7 +823,8 @@ def format_plan(plan: Mapping[str, Any]) -> str:
     verdict = "fits" if t["fits"] else "does NOT fit"
     lines += [
         "",
-        f"target: <= {t['h100_hours']:g} H100-hours with mixed precision; estimate "
+        f"goal (issue 11, for the paper tier): <= {t['h100_hours']:g} H100-hours with mixed "
+        f"precision; estimate "
         f"{t['h100_hours_estimate']:.2f} h: {verdict}",
         "dominant jobs on this device: "
         + ", ".join(f"{d['job']} ({100 * d['share']:.0f}%)" for d in plan["dominant"][:3]),
