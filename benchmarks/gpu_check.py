@@ -138,7 +138,7 @@ def main() -> int:
     t_start = time.perf_counter()
     print(f"gpu_check: scale {scale}, device {device_name(device)}, torch {torch.__version__}")
     thr = measure_throughput(device)
-    h100 = h100_throughput(thr)  # recorded beside the table: the rates the plan assumes
+    h100 = h100_throughput()  # recorded beside the table: the rates the plan assumes
     rows = []
     n, m, steps = s["n"], s["m"], s["epochs"] + s["warmup"] + 1
     for name, options in VARIANTS:

@@ -3,6 +3,7 @@ and (slow) the workflow's `snakemake plan` on the default tier."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -117,6 +118,19 @@ def test_a_throughput_without_a_rate_for_some_work_says_which():
         thr.seconds(w)
     with pytest.raises(ValueError, match="unknown kind of work 'gpu'"):
         w.add("gpu", 1.0)
+
+
+def test_the_h100_estimate_does_not_depend_on_the_machine_that_plans():
+    run = _run(legacy_readouts=True)
+    recount = functools.partial(P.train_work, run, 50, 50, IT)
+    est = [P.JobEstimate("E4-E6", "a", recount("float32"), {}, recount)]
+    slow = P.Throughput(rates={k: 1e6 for k in P.KINDS}, device="slow", source="test")
+    a = P.plan_from_estimates(est, FAKE, "float32", "t")
+    b = P.plan_from_estimates(est, slow, "float32", "t")
+    assert a["h100_estimate"] == b["h100_estimate"]
+    assert b["this_device"]["total"]["seconds"] == pytest.approx(
+        1000 * a["this_device"]["total"]["seconds"]
+    )
 
 
 JOBS = {
