@@ -145,38 +145,53 @@ def main() -> int:
         label = f"epoch {name} n={n} m={m}"
         try:
             res = epoch_time(n, m, options, device, s["epochs"], s["warmup"])
+            opts = {**options, "steps": steps, "log_every": 1, "audit_every": 10**6}
+            prec = opts.pop("precision")
+            job = predict([job_entry(label, n, m, opts)], prec, device, thr)[label]
         except ConfigError as exc:  # e.g. --precision mixed before the library has it
             rows.append({"what": label, "skipped": f"the library refuses it: {exc}"})
             print(f"{label}: skipped ({exc})", flush=True)
             continue
-        opts = {**options, "steps": steps, "log_every": 1, "audit_every": 10**6}
-        prec = opts.pop("precision")
-        job = predict([job_entry(label, n, m, opts)], prec, device, thr)[label]
-        per_step = job["parts_seconds"]["steps"] / steps
-        per_log = job["parts_seconds"]["logging"] / steps
+        except (RuntimeError, ValueError) as exc:  # out of memory, a solve that fails, ...
+            rows.append({"what": label, "skipped": f"FAILED: {exc}"[:300]})
+            print(f"{label}: FAILED ({exc})", flush=True)
+            continue
+        parts, h100_parts = job["parts_seconds"], job["h100_parts_seconds_estimate"]
         rows.append({
-            "what": label, "measured_s": res["seconds"], "plan_s": per_step + per_log,
+            "what": label, "measured_s": res["seconds"],
+            "plan_s": (parts["steps"] + parts["logging"]) / steps,
+            "h100_s": (h100_parts["steps"] + h100_parts["logging"]) / steps,
             "iters_measured": [res["fwd_iters"], res["bwd_iters"]],
             "iters_plan": job["iterations_per_step"],
         })  # fmt: skip
         print(f"{label}: {1e3 * res['seconds']:.1f} ms", flush=True)
+        write(rows, thr, h100, out_txt, scale, device, t_start)  # what is done, if cut short
     label = f"paper-tier job: identity n={n} m={s['job_m']}, {s['job_steps']} steps, fp32"
-    with tempfile.TemporaryDirectory() as tmp:
-        res = short_job(n, s["job_m"], s["job_steps"], device, Path(tmp) / "run")
-    opts = {k: v for k, v in res["options"].items() if k != "precision"}
-    job = predict([job_entry(label, n, s["job_m"], opts)], "float32", device, thr)[label]
-    rows.append({"what": label, "measured_s": res["seconds"], "plan_s": job["seconds"],
-                 "process_s": res["process_s"], "status": res["status"],
-                 "iters_plan": job["iterations_per_step"]})  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = short_job(n, s["job_m"], s["job_steps"], device, Path(tmp) / "run")
+        opts = {k: v for k, v in res["options"].items() if k != "precision"}
+        job = predict([job_entry(label, n, s["job_m"], opts)], "float32", device, thr)[label]
+        rows.append({"what": label, "measured_s": res["seconds"], "plan_s": job["seconds"],
+                     "h100_s": job["h100_seconds_estimate"], "process_s": res["process_s"],
+                     "status": res["status"], "iters_plan": job["iterations_per_step"]})  # fmt: skip
+    except (RuntimeError, ValueError) as exc:
+        rows.append({"what": label, "skipped": f"FAILED: {exc}"[:300]})
+    table = write(rows, thr, h100, out_txt, scale, device, t_start)
+    print(table, end="")
+    print(f"(written to {out_txt})")
+    return 1 if any("FAILED" in r.get("skipped", "") for r in rows) else 0
+
+
+def write(rows: list, thr, h100, out_txt: Path, scale: str, device: str, t_start: float) -> str:
+    """The table and the JSON beside it, written now (again after every row)."""
     table = format_table(rows, device_name(device), scale, time.perf_counter() - t_start)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_txt.parent.mkdir(parents=True, exist_ok=True)
     out_txt.write_text(table)
     out_txt.with_suffix(".json").write_text(
         json.dumps({"rows": rows, "rates": thr.rates, "h100_rates": h100.rates}, indent=1) + "\n"
     )
-    print(table, end="")
-    print(f"(written to {out_txt})")
-    return 0
+    return table
 
 
 def _ms(x: float | None) -> str:
@@ -186,8 +201,9 @@ def _ms(x: float | None) -> str:
 def format_table(rows: list, device: str, scale: str, wall: float) -> str:
     lines = [
         f"GPU check on {device} (scale {scale}, {wall:.0f} s in all); plan = overdeq.plan "
-        "calibrated on this device",
-        f"{'what':<58} {'measured':>10} {'plan':>10} {'plan/meas':>9}  iterations meas / plan",
+        "calibrated on this device; H100 est. = its H100 ESTIMATE (published throughput)",
+        f"{'what':<58} {'measured':>10} {'plan':>10} {'plan/meas':>9} {'H100 est.':>10}  "
+        "iterations meas / plan",
     ]
     for r in rows:
         if "skipped" in r:
@@ -199,7 +215,8 @@ def format_table(rows: list, device: str, scale: str, wall: float) -> str:
         ip = r.get("iters_plan")
         it += f" / {ip[0]:.1f}/{ip[1]:.1f}" if ip else ""
         lines.append(
-            f"{r['what']:<58} {_ms(r['measured_s']):>10} {_ms(r['plan_s']):>10} {ratio:>9.2f}  {it}"
+            f"{r['what']:<58} {_ms(r['measured_s']):>10} {_ms(r['plan_s']):>10} "
+            f"{ratio:>9.2f} {_ms(r.get('h100_s')):>10}  {it}"
         )
     return "\n".join(lines) + "\n"
 

@@ -743,6 +743,7 @@ def plan_from_estimates(
                 "h100_seconds_estimate": h100.seconds(e.work),
                 "work": e.work.amounts,
                 "parts_seconds": {k: thr.seconds(w) for k, w in e.parts.items()},
+                "h100_parts_seconds_estimate": {k: h100.seconds(w) for k, w in e.parts.items()},
                 **e.info,
             }
             for e in est
