@@ -16,15 +16,16 @@
 #
 # Reads the verification report (`overdeq verify`, driven by config/claims.yaml) and
 # typesets one row per check: the experiment, what is measured, the value, the condition
-# and PASS/FAIL; then the verdict macros the text cites.
+# and PASS/FAIL; then the verdict macros the text cites. The HTML page for the report also
+# has one row per claim: its verdict and its statement.
 #
 # Inputs: `results/<tier>/verify.json`, the paper's LaTeX sources (which verdicts they cite).
-# Outputs: `paper/generated/tab_claims.tex`, `results/<tier>/values/tab_claims.json`.
+# Outputs: `paper/generated/tab_claims.tex` and `.html`, `results/<tier>/values/tab_claims.json`.
 
 # %%
 import re
 
-from overdeq_figures import latex_table, open_job, tex_escape
+from overdeq_figures import html_page, html_table, latex_table, open_job, tex_escape, tex_text
 
 # %% tags=["parameters"]
 # by hand: reads results/$OVERDEQ_TIER/ (default quick), writes scratch/<tier>/
@@ -43,7 +44,8 @@ report = job.json("report")
 
 # %% [markdown]
 # Values are shown with four significant digits; a pair is the range over rows for checks
-# that must hold row by row.
+# that must hold row by row. What a check measures is written in config/claims.yaml with its
+# maths in `$...$`, typeset as maths here (`tex_text`) and in the HTML page (MathML).
 
 
 # %%
@@ -55,24 +57,50 @@ def fmt(value) -> str:
     return f"{value:.4g}"
 
 
+OPERATORS = {">=": r"$\ge$", "<=": r"$\le$", "==": "$=$", ">": "$>$", "<": "$<$"}
+
+
+def condition(text: str) -> str:
+    r"""A check's condition (`min >= 0.5`) with its comparison typeset (min $\ge$ 0.5)."""
+    return " ".join(OPERATORS.get(word, tex_escape(word)) for word in text.split(" "))
+
+
 rows = [
     [
         c["check"],
         c["experiment"],
-        tex_escape(c["what"]),
+        tex_text(c["what"]),
         fmt(c["value"]),
-        tex_escape(c["condition"]),
+        condition(c["condition"]),
         r"\textbf{" + c["status"] + "}",
     ]
     for c in report["checks"]
 ]
+columns = ["check", "exp.", "what is measured", "value", "condition", "verdict"]
+align = "llp{6.2cm}rll"
 table = latex_table(
-    ["check", "exp.", "what is measured", "value", "condition", ""],
-    rows,
-    align="llp{6.2cm}rll",
-    caption_comment="made by scripts/tab_claims.py",
+    columns[:-1] + [""], rows, align=align, caption_comment="made by scripts/tab_claims.py"
 )
-job.save_table(table)
+claims = [
+    [claim, r"\textbf{" + v + "}", tex_text(report["statements"][claim])]
+    for claim, v in report["claims"].items()
+]
+page = html_page(
+    f"Claims and verdicts, tier {report['tier']}",
+    html_table(
+        ["claim", "verdict", "statement"],
+        claims,
+        align="llp{10cm}",
+        caption="A claim holds when every check of it passes (n/a: not tested at this tier).",
+    ),
+    html_table(
+        columns,
+        rows,
+        align=align,
+        caption="Every check: what is measured, its value at this tier and the condition.",
+    ),
+)
+job.save_table(table, page)
 
 # %% [markdown]
 # Macros for the text: a verdict per claim (`\verdictCOne`), a verdict and a condition per

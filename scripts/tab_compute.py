@@ -18,14 +18,16 @@
 # (wall time, peak resident memory) and the device recorded in the training runs'
 # provenance. One row per experiment.
 #
-# Inputs: `benchmarks/<tier>/**.tsv`, `results/<tier>/aggregate/train_runs.csv`.
-# Outputs: `paper/generated/tab_compute.tex`, `results/<tier>/values/tab_compute.json`.
+# Inputs: `benchmarks/<tier>/**.tsv`, `results/<tier>/aggregate/train_runs.csv` (its
+# `versions` column: the packages each run recorded), `requirements.lock` (what the set-up
+# pins).
+# Outputs: `paper/generated/tab_compute.tex` and `.html`, `results/<tier>/values/tab_compute.json`.
 
 # %%
 import pandas as pd
 
 from overdeq.values import latex_number
-from overdeq_figures import latex_table, open_job, read_table
+from overdeq_figures import html_page, html_table, latex_table, open_job, read_lock, read_table
 
 # %% [markdown]
 # Parameters: under Snakemake the rule groups the benchmark files by experiment and names the
@@ -41,6 +43,7 @@ job = open_job(
     inputs={
         "benchmarks": "benchmarks/{tier}/**/*.tsv",
         "runs": "results/{tier}/aggregate/train_runs.csv",
+        "lock": "requirements.lock",
     },
     params={"groups": None, "device": "cpu", "threads": 1},
 )
@@ -79,13 +82,13 @@ for key, files in GROUPS.items():
             latex_number(float(bench["max_rss"].max()), 3),
         ]
     )
-table = latex_table(
-    ["experiment", "jobs", "total s", "longest job s", "peak RSS MB"],
-    rows,
-    align="lrrrr",
-    caption_comment="made by scripts/tab_compute.py",
+columns = ["experiment", "jobs", "total s", "longest job s", "peak RSS MB"]
+table = latex_table(columns, rows, align="lrrrr", caption_comment="made by scripts/tab_compute.py")
+caption = (
+    "Snakemake's measurements of every job (wall seconds, peak resident memory), by experiment."
 )
-job.save_table(table)
+page = html_page("Compute", html_table(columns, rows, align="lrrrr", caption=caption))
+job.save_table(table, page)
 
 # %%
 values = {
@@ -94,6 +97,43 @@ values = {
     "computeThreads": latex_number(int(THREADS)),
     "computeJobs": latex_number(sum(len(f) for f in GROUPS.values())),
 }
+
+# %% [markdown]
+# The software the runs recorded, against the lock file: every package but Python and torch
+# is pinned in `requirements.lock` (torch is left to a range because CPU and CUDA builds
+# differ), so a version that differs from its pin is named in the paper.
+
+# %%
+SOFTWARE = {
+    "python": "Python",
+    "torch": "PyTorch",
+    "numpy": "NumPy",
+    "scipy": "SciPy",
+    "snakemake": "Snakemake",
+    "matplotlib": "Matplotlib",
+}
+lock = read_lock(job.input["lock"])
+recorded: dict[str, set[str]] = {}
+for cell in runs["versions"].dropna():
+    for item in str(cell).split():
+        name, _, version = item.partition("=")
+        recorded.setdefault(name, set()).add(version)
+software = [
+    f"{label} {'/'.join(sorted(recorded[name]))}"
+    for name, label in SOFTWARE.items()
+    if name in recorded
+]
+unlocked = [
+    f"{name} {'/'.join(sorted(versions))} (locked {lock.get(name, 'not at all')})"
+    for name, versions in sorted(recorded.items())
+    if name not in ("python", "torch", "overdeq") and versions != {lock.get(name)}
+]
+values["computeSoftware"] = ", ".join(software) if software else "not recorded"
+values["computeLockStatus"] = (
+    "every other recorded package at its pin in \\texttt{requirements.lock}"
+    if not unlocked
+    else "differing from \\texttt{requirements.lock} in " + ", ".join(unlocked)
+)
 job.save_values(values)
 
 # %% [markdown]

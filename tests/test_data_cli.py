@@ -1,4 +1,5 @@
 import hashlib
+import importlib
 import json
 
 import numpy as np
@@ -31,7 +32,9 @@ def test_prepare_equals_what_train_sees(tmp_path, monkeypatch):
             summary={"status": "converged"}, history=[], resumed_from=None, skipped=True
         )
 
-    monkeypatch.setattr(cli, "train", fake_train)
+    # the module, not the package attribute overdeq.train (the function); cli imports train
+    # from it when the command runs
+    monkeypatch.setattr(importlib.import_module("overdeq.train"), "train", fake_train)
     assert (
         run(
             "train",

@@ -34,7 +34,7 @@ from overdeq.io import ResultFileError, read_csv, read_json, read_table, write_c
 from overdeq.model import DEQConfig
 
 from data_fixtures import http_server, no_internet, pin_for, tiny_mnist  # noqa: F401
-from workflow_helpers import BIN, REPO, scratch_repo, workflow_env
+from workflow_helpers import REPO, run_snakemake, scratch_repo
 
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -245,8 +245,8 @@ def test_aggregate_refuses_a_damaged_run_and_keeps_its_tables(capsys, runs, file
     code, err = aggregate(capsys, runs)
     assert code == 2 and expected in err, err
     assert str(path) in err and "rule train" in err
-    if file == "spectrum.npz":  # a resumed run would not rewrite it: start the run over
-        assert f"delete the run folder {runs.paper}, then" in err
+    if file == "spectrum.npz":  # rerunning the run rewrites it from its checkpoint
+        assert "rerunning the run rewrites it from the run's checkpoint" in err
         assert f"--forcerun {runs.paper / 'summary.json'}" in err
     else:
         assert f"--forcerun {path}" in err
@@ -301,33 +301,12 @@ def claims_json(tmp_path: Path, table: str) -> Path:
 def test_verify_refuses_a_cut_table_and_keeps_its_report(tmp_path, capsys, table):
     results = tmp_path / "results" / "quick"
     claims, report = claims_json(tmp_path, "random_deq/e1/rows.csv"), results / "verify.json"
-    code, err = run(
-        capsys,
-        "verify",
-        "--claims",
-        claims,
-        "--results",
-        results,
-        "--tier",
-        "quick",
-        "--out",
-        report,
-    )
+    args = ("verify", "--claims", claims, "--results", results, "--tier", "quick")
+    code, err = run(capsys, *args, "--out", report)
     assert code == 0 and json.loads(report.read_text())["claims"] == {"C": "PASS"}, err
     cut(table, 0.7)
     before = snapshot(tmp_path)
-    code, err = run(
-        capsys,
-        "verify",
-        "--claims",
-        claims,
-        "--results",
-        results,
-        "--tier",
-        "quick",
-        "--out",
-        report,
-    )
+    code, err = run(capsys, *args, "--out", report)
     assert code == 2 and f"{table} is truncated" in err and "--forcerun" in err
     assert snapshot(tmp_path) == before
 
@@ -667,14 +646,7 @@ def test_the_sample_limits_are_the_loaders():
 
 
 def snakemake(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "snakemake"), *args],
-        cwd=repo,
-        env=workflow_env(),
-        text=True,
-        capture_output=True,
-        timeout=300,
-    )
+    return run_snakemake(*args, cwd=repo, timeout=300)
 
 
 @pytest.fixture(scope="module")

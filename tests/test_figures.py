@@ -13,6 +13,7 @@ import json
 import re
 import runpy
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,15 +25,19 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
+from overdeq.values import read_values  # noqa: E402
 from overdeq_figures import (  # noqa: E402
     TEXT_WIDTH,
     MissingInput,
+    html_text,
     label_panels,
     open_job,
+    read_lock,
     read_table,
     repo_root,
     save_figure,
     style,
+    tex_text,
 )
 
 from figure_fixtures import write_results  # noqa: E402
@@ -144,7 +149,7 @@ def _rules() -> dict[str, dict[str, set[str]]]:
 def test_each_rule_gives_its_script_what_the_script_declares():
     rules = _rules()
     assert {s.stem for s in SCRIPTS} == set(rules), "every script has one rule and vice versa"
-    outputs = {"figure": {"figure", "png", "values"}, "table": {"table", "values"}}
+    outputs = {"figure": {"figure", "png", "values"}, "table": {"table", "html", "values"}}
     for script in SCRIPTS:
         want, rule = _declared(script), rules[script.stem]
         assert rule["input"] == want["inputs"], script.name
@@ -187,6 +192,7 @@ def test_by_hand_a_script_reads_results_of_the_tier_and_writes_to_scratch(tmp_pa
     assert job.input["rows"] == str(tmp_path / "results" / "paper" / "x.csv")
     assert job.output == {
         "table": str(tmp_path / "scratch" / "paper" / "tab_demo.tex"),
+        "html": str(tmp_path / "scratch" / "paper" / "tab_demo.html"),
         "values": str(tmp_path / "scratch" / "paper" / "tab_demo.json"),
     }
     monkeypatch.setenv("OVERDEQ_OUT", str(tmp_path / "mine"))
@@ -225,6 +231,7 @@ def drawn(tmp_path_factory):
     (root / "Snakefile").write_text("")
     (root / "scripts").mkdir()
     (root / "paper").symlink_to(REPO / "paper")  # tab_claims reads which macros it cites
+    (root / "requirements.lock").symlink_to(REPO / "requirements.lock")  # tab_compute
     write_results(root, TIER)
     out = {}
     render = style._render
@@ -323,3 +330,102 @@ def test_every_macro_the_scripts_write_is_used_by_the_paper(drawn):
     assert "verdictCOne" in written  # the claims' verdicts are written at all
     unused = sorted(f"\\{m} ({written[m]})" for m in set(written) - used)
     assert not unused, f"macros no text of paper/ uses: {unused}"
+
+
+def test_the_compute_table_names_the_software_and_what_differs_from_the_lock(drawn):
+    job, _ = drawn["tab_compute"]
+    values = read_values(job.output["values"])
+    locked = read_lock(REPO / "requirements.lock")
+    assert "PyTorch 2.13.0+cpu" in values["computeSoftware"]
+    assert f"Snakemake {locked['snakemake']}" in values["computeSoftware"]
+    # the fixture's numpy is not the locked one, its snakemake is
+    assert f"numpy 0.0.1 (locked {locked['numpy']})" in values["computeLockStatus"]
+    assert "snakemake" not in values["computeLockStatus"]
+
+
+class _Cells(HTMLParser):
+    """Text of every table cell of an HTML page, row by row, and all its visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.text: list[str] = []
+        self._skip = 0
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        self._skip += tag in ("style", "title")
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.rows[-1].append("")
+            self._in_cell = True
+
+    def handle_endtag(self, tag):
+        self._skip -= tag in ("style", "title")
+        self._in_cell &= tag not in ("td", "th")
+
+    def handle_data(self, data):
+        if self._skip:
+            return
+        self.text.append(data)
+        if self._in_cell:
+            self.rows[-1][-1] += data
+
+
+def _cells(path: str) -> _Cells:
+    parser = _Cells()
+    parser.feed(Path(path).read_text(encoding="utf-8"))
+    return parser
+
+
+def test_tables_have_html_pages_with_maths_and_words(drawn):
+    from report_checks import ascii_maths
+
+    for name, (job, _) in drawn.items():
+        if job.kind != "table":
+            continue
+        page = Path(job.output["html"]).read_text(encoding="utf-8")
+        assert page.startswith("<!DOCTYPE html>") and "<script" not in page, name
+        assert "http" not in page.replace('xmlns="http://www.w3.org/1998/Math/MathML"', "")
+        cells = _cells(job.output["html"])
+        assert len(cells.rows) > 1, f"{name}: no table rows"
+        text = " ".join(cells.text)
+        assert not ascii_maths(text), f"{name}.html shows maths as ASCII: {ascii_maths(text)}"
+        assert "$" not in text and "\\" not in text, f"{name}.html shows LaTeX: {text[:300]}"
+        assert not re.search(r"[a-z]_[a-z]", text), f"{name}.html shows a config key: {text}"
+
+
+def test_claims_table_lists_every_check_and_verdict_with_maths(drawn):
+    job = drawn["tab_claims"][0]
+    report = json.loads((Path(job.input["report"])).read_text())
+    rows = _cells(job.output["html"]).rows
+    checks = {row[0]: row for row in rows if len(row) == 6}
+    assert set(checks) == {"check"} | {c["check"] for c in report["checks"]}
+    assert all(checks[c["check"]][-1] == c["status"] for c in report["checks"])
+    claims = {row[0]: row[1] for row in rows if len(row) == 3}
+    assert claims == {"claim": "verdict", **report["claims"]}
+    page = Path(job.output["html"]).read_text(encoding="utf-8")
+    assert "<msub><mi>λ</mi><mn>0</mn></msub>" in page  # lambda_0 as MathML
+    tex = Path(job.output["table"]).read_text()
+    assert r"$\lambda_0 > 0$" in tex and "lambda\\_" not in tex
+
+
+def test_training_table_names_settings_in_words(drawn):
+    job = drawn["tab_training"][0]
+    settings = {row[1] for row in _cells(job.output["html"]).rows[1:]}
+    assert "released, calibrated step" in settings and "ours, calibrated step" in settings
+    assert "released\\_calibrated" not in Path(job.output["table"]).read_text()
+
+
+def test_html_text_typesets_maths_and_refuses_unknown_latex():
+    assert html_text(r"a\_b \textbf{PASS} 5\% --") == "a_b <strong>PASS</strong> 5% \u2013"
+    assert "<msqrt><mi>m</mi></msqrt>" in html_text(r"$\sqrt{m}$")
+    assert "<mo>×</mo>" in html_text(r"\ensuremath{1.2 \times 10^{-3}}")
+    assert tex_text(r"$\lambda_0$ in 5% of runs_a") == r"$\lambda_0$ in 5\% of runs\_a"
+    with pytest.raises(ValueError, match=r"\\cite outside maths"):
+        html_text(r"see \cite{x}")
+    with pytest.raises(ValueError, match="closing"):
+        html_text(r"a $\lambda")
+    with pytest.raises(ValueError, match="foo"):
+        html_text(r"$\foo$")

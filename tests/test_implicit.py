@@ -67,6 +67,31 @@ def test_implicit_gradient_matches_finite_differences(biases):
         assert analytic == pytest.approx(fd, rel=1e-6, abs=1e-9), name
 
 
+def test_input_gradient_matches_finite_differences():
+    model, X, y = small_deq(n=4, d=3, m=25, seed=3)
+    X = X.clone().requires_grad_()
+    loss_fn(deq_output(model, X, forward=TIGHT, backward=TIGHT), y).backward()
+    direction = torch.randn(X.shape, generator=torch.Generator().manual_seed(5), dtype=X.dtype)
+    h = 1e-6
+    with torch.no_grad():
+        up = float(loss_fn(deq_output(model, X + h * direction, forward=TIGHT, backward=TIGHT), y))
+        down = float(
+            loss_fn(deq_output(model, X - h * direction, forward=TIGHT, backward=TIGHT), y)
+        )
+    assert float((X.grad * direction).sum()) == pytest.approx((up - down) / (2 * h), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["W", "U", "a"])
+def test_an_in_place_change_between_forward_and_backward_raises(name):
+    """The backward must not differentiate at weights the forward did not use."""
+    model, X, y = small_deq()
+    loss = loss_fn(deq_output(model, X, forward=TIGHT, backward=TIGHT), y)
+    with torch.no_grad():
+        getattr(model, name).mul_(1.01)  # e.g. an optimizer step before backward()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def test_adjoint_solves_its_defining_equation():
     model, X, _ = small_deq()
     Z, mask, res = equilibrium(model, X, TIGHT)

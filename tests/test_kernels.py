@@ -20,7 +20,7 @@ from overdeq.kernels import (
     untied_conjugate_kernel,
     untied_conjugate_kernels,
 )
-from overdeq.model import DEQ, DEQConfig
+from overdeq.model import DEQ, DEQConfig, bias_variance
 from overdeq.monitor import tangent_gram
 from overdeq.random_deq import random_deq_grams, random_tangent_grams
 from overdeq.seeding import model_seeds
@@ -228,7 +228,37 @@ def test_tangent_kernel_with_trained_gaussian_biases():
         grams.append(tangent_gram(model, X, cfg=SolverConfig(tol=1e-10, max_iter=1000)))
     Tm = torch.stack(grams).mean(0)
     assert rel_fro(Tm, T) < 0.06  # observed 0.026; ignoring sigma_b in Lambda gives 0.10
-    assert rel_fro(Tm, deq_tangent_kernel(X, sigma_w=sigma_w, biases=True)) > 0.06
+    assert rel_fro(Tm, deq_tangent_kernel(X, sigma_w=sigma_w, sigma_b=0.0, biases=True)) > 0.06
+
+
+def test_bias_variance_is_that_of_the_drawn_biases():
+    d, m = 3, 4000
+    model = DEQ(DEQConfig(d=d, width=m, biases=True), dtype=F64)
+    drawn = float((model.b_w + model.b_u).detach().var())
+    assert drawn == pytest.approx(bias_variance(d, m), rel=0.06)
+    assert bias_variance(d) == pytest.approx(1 / (3 * d))  # the infinite-width limit
+
+
+def test_tangent_kernel_defaults_to_the_biases_the_model_draws():
+    """biases=True without sigma_b takes Var(b_w + b_u) of DEQ(biases=True): at small d the
+    uniform b_u ~ U(-1/sqrt(d), 1/sqrt(d)) is a large part of the pre-activation."""
+    X, d, m = unit_rows(8, 2, seed=3), 2, 1000
+    cfg = SolverConfig(tol=1e-10, max_iter=1000)
+    grams = [
+        tangent_gram(
+            DEQ(DEQConfig(d=d, width=m, biases=True), seeds=model_seeds(s), dtype=F64), X, cfg=cfg
+        )
+        for s in range(6)
+    ]
+    Tm = torch.stack(grams).mean(0)
+    now = rel_fro(Tm, deq_tangent_kernel(X, biases=True))
+    before = rel_fro(Tm, deq_tangent_kernel(X, biases=True, sigma_b=0.0))
+    assert now < 0.03  # observed 0.010-0.019 over five input draws
+    assert before > 0.04 and before > 2 * now  # observed 0.049-0.059
+    assert deq_tangent_kernel(X, biases=True).equal(
+        deq_tangent_kernel(X, biases=True, sigma_b=math.sqrt(bias_variance(d)))
+    )
+    assert deq_tangent_kernel(X).equal(deq_tangent_kernel(X, sigma_b=0.0))  # no biases: 0
 
 
 def test_tangent_kernel_dominates_the_conjugate_kernel():

@@ -134,6 +134,21 @@ def test_bad_options_are_rejected(bad):
         SolverConfig(**bad)
 
 
+@pytest.mark.parametrize("history", [-1, 0, 1])
+def test_anderson_history_below_two_is_refused_at_construction(history):
+    # history 1 used to pass here and crash inside anderson() with an IndexError
+    with pytest.raises(ValueError, match=rf"history must be >= 2, got {history}"):
+        SolverConfig(name="anderson", history=history)
+
+
+def test_anderson_with_the_smallest_history_converges():
+    f, exact = linear_map(3, 12, 0.6, seed=4)
+    cfg = SolverConfig(name="anderson", history=2, tol=1e-10, max_iter=500)
+    res = solve(f, torch.zeros(3, 12, dtype=torch.float64), cfg)
+    assert res.converged
+    assert torch.allclose(res.solution, exact, atol=1e-8)
+
+
 def test_residual_trace_decreases_geometrically_for_picard():
     f, _ = linear_map(4, 20, 0.5, seed=2)
     res = solve(f, torch.zeros(4, 20, dtype=torch.float64), SolverConfig(tol=1e-12))

@@ -126,6 +126,7 @@ def _cli(out: Path, steps: int) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # about 70 s: many kill-and-resume cycles
 def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     steps = 150
     ref = tmp_path / "ref"

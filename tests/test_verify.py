@@ -7,7 +7,9 @@ import yaml
 
 from overdeq.cli import main
 from overdeq.io import write_csv
-from overdeq.verify import parse_claims, run_checks
+from overdeq.verify import parse_claims, plain_maths, run_checks
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def claims_of(checks, claim_id="C1"):
@@ -136,3 +138,15 @@ def test_the_project_claims_file_is_valid():
     claims = parse_claims(yaml.safe_load(text), source="config/claims.yaml")
     assert {c.id for c in claims} >= {"C1", "C2", "C3"}
     assert all(c.checks for c in claims)
+
+
+def test_the_terminal_table_writes_the_claims_maths_in_unicode():
+    assert plain_maths(r"when $\lambda_0 > 0$ holds") == "when λ₀ > 0 holds"
+    assert plain_maths(r"$\|W(t)/\sqrt{m}\|_2 < 1$") == "‖W(t)/√m‖₂ < 1"
+    assert plain_maths(r"$\lambda_{\min}(ZZ^\top) \ge \lambda_0/2$") == "λmin(ZZᵀ) ≥ λ₀/2"
+    assert plain_maths("no maths, 5 $") == "no maths, 5 $"
+    claims = yaml.safe_load((REPO / "config" / "claims.yaml").read_text())["claims"]
+    texts = [c["statement"] for c in claims] + [k["what"] for c in claims for k in c["checks"]]
+    for text in texts:
+        plain = plain_maths(text)
+        assert "\\" not in plain and "$" not in plain, (text, plain)

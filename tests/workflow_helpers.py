@@ -19,6 +19,18 @@ def workflow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PATH": path, **(extra or {})}
 
 
+def run_snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
+    """This environment's snakemake with ``args`` in ``cwd``, output captured."""
+    return subprocess.run(
+        [str(BIN / "snakemake"), *args],
+        cwd=cwd,
+        env=workflow_env(),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
 def scratch_repo(dst: Path, config: Path) -> Path:
     """The repository's files (tracked, and new ones git does not ignore) copied to ``dst``,
     with ``config`` as config/config.yaml."""

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Set up what overdeq needs, idempotently: a virtual environment (.venv) with the package and
-# the pinned versions of its Python dependencies (requirements.lock), and TeX Live + latexmk
-# for the paper. A second run that finds everything in place returns in about a second.
+# the pinned versions of its Python dependencies (requirements.lock), TeX Live + latexmk
+# for the paper, and (--test) headless Chromium for the tests of the HTML report. A second
+# run that finds everything in place returns in about a second.
 #
 #   tools/setup.sh            environment + TeX
 #   tools/setup.sh --no-tex   environment only
+#   tools/setup.sh --test     environment + TeX + Chromium (what ./run-tests runs)
 #
 # Environment variables: PYTHON (interpreter to build the venv from, default python3; the
 # lock is for Python 3.11), OVERDEQ_VENV (default .venv), OVERDEQ_TORCH_INDEX (a pip index
@@ -20,10 +22,12 @@ lock=requirements.lock
 unlocked=${OVERDEQ_UNLOCKED:-0}
 torch_index=${OVERDEQ_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 want_tex=1
+want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --no-tex) want_tex=0 ;;
-    *) echo "setup.sh: unknown option $arg (known: --no-tex)" >&2; exit 2 ;;
+    --test) want_browser=1 ;;
+    *) echo "setup.sh: unknown option $arg (known: --no-tex, --test)" >&2; exit 2 ;;
   esac
 done
 
@@ -127,6 +131,50 @@ if [ "$want_tex" = 1 ]; then
     say "       installs it only as root on Debian. Install the packages yourself:"
     say "       sudo apt-get install --no-install-recommends $tex_packages"
     say "       (or run tools/setup.sh --no-tex to set up Python only; the paper then fails)"
+    exit 1
+  fi
+fi
+
+# --- Chromium (--test) -------------------------------------------------------------------
+# The report tests (tests/test_report.py, and the tiny-tier workflow test) open the HTML
+# report in headless Chromium. A stamp records a working headless start for the installed
+# package version, so the second run costs a dpkg query.
+browser_package=chromium
+browser_stamp="$venv/.overdeq-chromium"
+browser_fingerprint() {
+  { dpkg-query -W -f '${Package} ${Version}\n' "$browser_package" 2>/dev/null; cat tools/setup.sh; } \
+    | sha256sum | cut -c1-16
+}
+browser_works() {  # a headless start that renders a page (no network, no display)
+  local profile out
+  profile=$(mktemp -d)
+  out=$(timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run \
+          --user-data-dir="$profile" --dump-dom 'data:text/html,<p>overdeq-ok</p>' 2>/dev/null) || true
+  rm -rf "$profile"
+  case "$out" in *overdeq-ok*) return 0 ;; *) return 1 ;; esac
+}
+if [ "$want_browser" = 1 ]; then
+  if [ -f "$browser_stamp" ] && [ "$(cat "$browser_stamp")" = "$(browser_fingerprint)" ]; then
+    say "Chromium present (headless start checked)"
+  elif command -v chromium >/dev/null 2>&1 && browser_works; then
+    say "Chromium present (headless start works)"
+    browser_fingerprint > "$browser_stamp"
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Chromium from Debian packages (about a minute, ~400 MB): $browser_package"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "$browser_package" >/dev/null
+    if ! browser_works; then
+      say "error: $browser_package was installed but 'chromium --headless' does not render a page"
+      exit 1
+    fi
+    say "Chromium checked: headless start works"
+    browser_fingerprint > "$browser_stamp"
+  else
+    say "error: the report tests need headless Chromium, which is missing, and this script"
+    say "       installs it only as root on Debian. Install it yourself:"
+    say "       sudo apt-get install --no-install-recommends $browser_package"
+    say "       (or run pytest without ./run-tests: the browser tests are then skipped)"
     exit 1
   fi
 fi

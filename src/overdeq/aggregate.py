@@ -74,6 +74,7 @@ RUN_COLUMNS = [
     "peak_memory_mb",
     "device",
     "precision",
+    "versions",
     "git_commit",
     "config_hash",
     "predicted_rate",
@@ -84,6 +85,11 @@ RUN_COLUMNS = [
     "max_readout_error",
     "readout_was_min",
 ]
+
+
+def _versions(versions: dict[str, Any]) -> str:
+    """The package versions a run recorded, as one cell: ``numpy=2.4.6 python=3.11.7 ...``."""
+    return " ".join(f"{name}={v}" for name, v in sorted(versions.items()) if v)
 
 
 def run_row(run_dir: str | Path) -> dict[str, Any]:
@@ -104,6 +110,7 @@ def run_row(run_dir: str | Path) -> dict[str, Any]:
         peak_memory_mb=prov.get("peak_memory_mb"),
         device=prov.get("device"),
         precision=prov.get("precision"),
+        versions=_versions(prov.get("versions") or {}),
         git_commit=(prov.get("git") or {}).get("commit"),
         config_hash=s.get("config_hash"),
         lr_scale=cfg.get("train", {}).get("lr_scale"),
@@ -132,11 +139,11 @@ def _spectrum(run_dir: Path, s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]
     not diverge has written spectrum.npz (train.calibrate): its absence is an error.
     """
     path = run_dir / "spectrum.npz"
-    # the spectrum is written once, at calibration: a run resumed from its checkpoint does
-    # not rewrite it, so the way out is to redo the run from scratch
+    # written at calibration; `overdeq train` on the finished run finds it missing or damaged
+    # and rewrites it from the checkpoint (which keeps Theta_0's spectrum), without retraining
     redo = (
-        f"It is made by {TRAIN_MAKER} when the run starts; delete the run folder {run_dir}, "
-        f"then {rebuild_hint(run_dir / 'summary.json')}"
+        f"It is made by {TRAIN_MAKER}; rerunning the run rewrites it from the run's checkpoint: "
+        f"{rebuild_hint(run_dir / 'summary.json')}"
     )
     if not path.exists():
         if s.get("theta0_lambda_max") is None or s.get("lr") is None:

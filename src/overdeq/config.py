@@ -239,9 +239,20 @@ def make_run_config(
 def check_contraction(run: RunConfig) -> None:
     """Paper mode promises a unique equilibrium: refuse an expansive map unless overridden."""
     bound = contraction_bound(run.model.sigma_w, run.model.width, run.model.width_scale)
-    if run.mode == "paper" and bound >= 1.0 and not run.allow_expansive:
+    if run.mode != "paper" or bound < 1.0 or run.allow_expansive:
+        return
+    m, m_s, sigma_w = run.model.width, run.model.width_scale, run.model.sigma_w
+    if m_s is not None and m_s != m and contraction_bound(sigma_w, m) < 1.0:
         raise ConfigError(
-            f"--sigma-w {run.model.sigma_w} gives s*||W||_2 ~= 2*sigma_w = {bound:.2f} >= 1 at "
-            "init: the layer map is not a contraction, so the equilibrium may not exist or be "
-            "unique. Use --sigma-w below 0.5, or pass --allow-expansive to run anyway."
+            f"--width-scale {m_s} at --width {m} makes the layer map s*relu(W z + U x) with "
+            f"s = 1/sqrt({m_s}) expansive at init: s*||W||_2 ~= 2*sigma_w*sqrt(m/{m_s}) = "
+            f"{bound:.2f} >= 1 (--sigma-w {sigma_w} is fine with s = 1/sqrt(m)). "
+            "--width-scale reproduces the released code's bug; use it with --mode legacy, "
+            "drop it, or pass --allow-expansive to run paper mode with it anyway."
         )
+    factor = f"*sqrt(m/{m_s})" if m_s is not None and m_s != m else ""
+    raise ConfigError(
+        f"--sigma-w {sigma_w} gives s*||W||_2 ~= 2*sigma_w{factor} = {bound:.2f} >= 1 at "
+        "init: the layer map is not a contraction, so the equilibrium may not exist or be "
+        "unique. Use --sigma-w below 0.5, or pass --allow-expansive to run anyway."
+    )

@@ -30,7 +30,7 @@ from . import checks
 from .argtypes import add_threads
 from .experiments_random import EXPERIMENTS
 
-__all__ = ["register", "load_params"]
+__all__ = ["configure", "load_params"]
 
 
 def load_params(path: Path | None, text: str | None) -> Any:
@@ -111,13 +111,24 @@ def _device_flag(text: str) -> str:
     return text
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``overdeq random-deq {e1,e2,e3,e10}`` to the top-level subcommands."""
-    p = sub.add_parser(
-        "random-deq",
-        help="random-DEQ experiments E1, E2, E3, E10 (one job)",
-        description=__doc__.splitlines()[0],
-    )
+DESCRIPTION = (
+    "One random-DEQ experiment (E1, E2, E3, E10) as one job. The parameters are a JSON object "
+    "whose keys are the fields of the experiment's parameter dataclass "
+    "(overdeq.experiments_random.E1Params, ...); a key not given keeps its default, and every "
+    "key and value is checked before any computation."
+)
+
+EPILOG = """\
+examples:
+  overdeq random-deq e1 --out e1.csv --summary e1_summary.csv
+  overdeq random-deq e2 --params-json '{"ns": [15], "ratios": [1, 4], "seeds": 4}' --out e2.csv
+  overdeq random-deq e10 --params params.json --out e10.csv --meta e10.json --device cuda
+"""
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Give ``p`` (the parser of ``overdeq random-deq``) its arguments."""
+    p.description, p.epilog = DESCRIPTION, EPILOG
     p.add_argument(
         "experiment",
         choices=list(EXPERIMENTS),
@@ -132,23 +143,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="parameters as a JSON file (default: the quick grid)",
     )
     src.add_argument(
-        "--params-json", default=None, metavar="STRING", help="parameters as a JSON string"
+        "--params-json",
+        default=None,
+        metavar="STRING",
+        help="parameters as a JSON string (default: the quick grid)",
     )
     p.add_argument("--out", type=Path, required=True, help="rows to write (.csv)")
-    p.add_argument("--summary", type=Path, default=None, help="derived table (.csv)")
     p.add_argument(
-        "--meta", type=Path, default=None, help="resolved parameters and provenance (.json)"
+        "--summary", type=Path, default=None, help="derived table (.csv) (default: none)"
+    )
+    p.add_argument(
+        "--meta",
+        type=Path,
+        default=None,
+        help="resolved parameters and provenance (.json) (default: none)",
     )
     p.add_argument(
         "--device",
         type=_device_flag,
         default=None,
-        help="cpu, cuda or cuda:N (overrides the 'device' parameter)",
+        help="cpu, cuda or cuda:N (default: none, the 'device' parameter)",
     )
     p.add_argument(
         "--data-root",
         default=None,
-        help="folder holding raw/mnist/ and raw/cifar-10/ (overrides the params)",
+        help="folder holding raw/mnist/ and raw/cifar-10/ (default: none, the 'data_root' "
+        "parameter)",
     )
     add_threads(p)
     p.set_defaults(func=_cmd_random_deq)

@@ -9,7 +9,7 @@ Because the output is scalar, u = r[:, None] * V with V solving V = a^T + s (V *
 depends on the parameters only, not on the residual, so warm-starting V from the previous
 step is very effective. Then
 
-    dL/dW = s (u*D)^T Z*,   dL/dU = s (u*D)^T X,   dL/da = Z*^T r.
+    dL/dW = s (u*D)^T Z*,   dL/dU = s (u*D)^T X,   dL/da = Z*^T r,   dL/dX = s (u*D) U.
 
 ``deq_output`` wraps this in an autograd Function, so ``loss.backward()`` followed by any
 torch optimizer step trains (W, U, a). ``released_output`` reproduces the authors' code:
@@ -104,10 +104,17 @@ def adjoint(
     model: DEQ, mask: Tensor, cfg: SolverConfig, v0: Tensor | None = None
 ) -> tuple[Tensor, SolverResult]:
     """Solve V = a^T + s (V * D) W row-wise: the readout's adjoint at the equilibrium."""
+    return _adjoint(model.W, model.a, model.scale, mask, cfg, v0)
+
+
+def _adjoint(
+    W: Tensor, a: Tensor, s: float, mask: Tensor, cfg: SolverConfig, v0: Tensor | None
+) -> tuple[Tensor, SolverResult]:
+    """:func:`adjoint` for given W (m, m), a (m,) and scale s (as saved at the forward pass)."""
     with torch.no_grad():
-        a_row = model.a.detach()[None, :]
-        maskf = mask.to(model.W.dtype)
-        W, s = model.W.detach(), model.scale
+        a_row = a.detach()[None, :]
+        maskf = mask.to(W.dtype)
+        W = W.detach()
 
         def g(V: Tensor) -> Tensor:
             return a_row + s * ((V * maskf) @ W)
@@ -118,7 +125,14 @@ def adjoint(
 
 
 class _DEQOutput(torch.autograd.Function):
-    """f(X) = a^T z*(X) (+ b_a) with the exact implicit gradient for all parameters."""
+    """f(X) = a^T z*(X) (+ b_a) with the exact implicit gradient for all parameters and X.
+
+    W, U and a are saved at the forward pass (``ctx.save_for_backward``), the scale s as a
+    number: changing a parameter in place between forward and backward (an optimizer step,
+    ``p.add_``) makes the backward raise PyTorch's "modified by an inplace operation"
+    error instead of silently differentiating at other weights than the forward used.
+    dL/dX = s (u*D) U is computed only when X requires a gradient.
+    """
 
     @staticmethod
     def forward(ctx, X, W, U, a, b_w, b_u, b_a, model, fwd, bwd, warm, stats):  # noqa: N803
@@ -127,31 +141,33 @@ class _DEQOutput(torch.autograd.Function):
         if warm is not None:
             warm.store("z", Z)
         stats.forward, stats.z, stats.mask = res, Z, mask
-        ctx.model, ctx.bwd, ctx.warm, ctx.stats = model, bwd, warm, stats
-        ctx.save_for_backward(X, Z, mask)
+        ctx.bwd, ctx.warm, ctx.stats = bwd, warm, stats
+        ctx.scale, ctx.biases = model.scale, b_w is not None
+        ctx.save_for_backward(X, Z, mask, W, U, a)
         out = Z @ a
         return out + b_a if b_a is not None else out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, r):  # r = dL/df, (n,)
-        X, Z, mask = ctx.saved_tensors
-        model, warm, stats = ctx.model, ctx.warm, ctx.stats
+        X, Z, mask, W, U, a = ctx.saved_tensors  # raises if W, U or a changed in place
+        warm, stats = ctx.warm, ctx.stats
         v0 = warm.guess("v", Z) if warm else None
-        V, res = adjoint(model, mask, ctx.bwd, v0)
+        V, res = _adjoint(W, a, ctx.scale, mask, ctx.bwd, v0)
         if warm is not None:
             warm.store("v", V)
         stats.backward, stats.v = res, V
-        uD = model.scale * (r[:, None] * V) * mask  # (n, m)
+        uD = ctx.scale * (r[:, None] * V) * mask  # (n, m)
+        grad_X = uD @ U if ctx.needs_input_grad[0] else None  # (n, d)
         grad_W = uD.T @ Z  # (m, m)
         grad_U = uD.T @ X  # (m, d)
         grad_a = Z.T @ r  # (m,)
-        if model.b_w is not None:
+        if ctx.biases:
             grad_b = uD.sum(0)
             grads_b = (grad_b, grad_b.clone(), r.sum())
         else:
             grads_b = (None, None, None)
-        return (None, grad_W, grad_U, grad_a, *grads_b, None, None, None, None, None)
+        return (grad_X, grad_W, grad_U, grad_a, *grads_b, None, None, None, None, None)
 
 
 def deq_output(

@@ -37,8 +37,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
@@ -316,6 +314,8 @@ def read_table(
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file, then rename into place."""
+    import torch  # here, not at the top: io serves light modules (values) too
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())

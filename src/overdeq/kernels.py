@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .model import DEQConfig
+from .model import DEQConfig, bias_variance
 
 __all__ = [
     "kappa1",
@@ -225,7 +225,7 @@ def deq_tangent_kernel(
     sigma_w: float = DEQConfig.sigma_w,
     sigma_u: float = DEQConfig.sigma_u,
     sigma_a: float = DEQConfig.sigma_a,
-    sigma_b: float = 0.0,
+    sigma_b: float | None = None,
     biases: bool = False,
     K: Tensor | None = None,
 ) -> Tensor:
@@ -233,10 +233,14 @@ def deq_tangent_kernel(
 
     Sdot = kappa0(Lambda*) at the fixed point Lambda* = sigma_w^2 K + sigma_u^2 XX^T + sigma_b^2.
     ``biases=True`` adds the trained biases b_w, b_u (2P) and b_a (1); their variance enters
-    Lambda through sigma_b (the closed form assumes Gaussian biases). ``K`` may be passed if
-    already computed. X (n, d) -> Theta (n, n) float64; lim of monitor.tangent_gram.
+    Lambda through sigma_b (the closed form assumes Gaussian biases). ``sigma_b=None`` takes
+    the model's: 0 without biases, and with them the variance of ``DEQ(biases=True)``'s
+    uniform biases at infinite width, sigma_b^2 = 1/(3d) (model.bias_variance). ``K`` may be
+    passed if already computed (for the same sigma_b). X (n, d) -> Theta (n, n) float64; lim
+    of monitor.tangent_gram.
     """
     X = _as_x(X)
+    sigma_b = _model_sigma_b(X, biases) if sigma_b is None else sigma_b
     _check_sigma(sigma_a=sigma_a)
     if K is None:
         K = deq_conjugate_kernel(X, sigma_w=sigma_w, sigma_u=sigma_u, sigma_b=sigma_b)
@@ -257,6 +261,11 @@ def deq_tangent_kernel(
     return (theta + theta.T) / 2
 
 
+def _model_sigma_b(X: Tensor, biases: bool) -> float:
+    """sigma_b of ``DEQ(biases=biases)`` at infinite width for inputs X (n, d)."""
+    return math.sqrt(bias_variance(X.shape[1])) if biases else 0.0
+
+
 def lambda_min(G: Tensor) -> float:
     """Smallest eigenvalue of a symmetric matrix (float64 eigvalsh): (n, n) -> float."""
     Gd = G.detach().to(torch.float64)
@@ -270,15 +279,17 @@ def lambda_star(
     sigma_w: float = DEQConfig.sigma_w,
     sigma_u: float = DEQConfig.sigma_u,
     sigma_a: float = DEQConfig.sigma_a,
-    sigma_b: float = 0.0,
+    sigma_b: float | None = None,
     biases: bool = False,
 ) -> float:
     """lambda_* = lambda_min(K) (``kernel="conjugate"``) or lambda_min(Theta) (``"tangent"``).
 
-    The theory's target for lambda_0 = lambda_min(Z(0) Z(0)^T). X (n, d) -> float.
+    The theory's target for lambda_0 = lambda_min(Z(0) Z(0)^T). ``sigma_b=None``: the
+    model's, as in :func:`deq_tangent_kernel`. X (n, d) -> float.
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; valid kernels: {list(KERNELS)}")
+    sigma_b = _model_sigma_b(_as_x(X), biases) if sigma_b is None else sigma_b
     K = deq_conjugate_kernel(X, sigma_w=sigma_w, sigma_u=sigma_u, sigma_b=sigma_b)
     if kernel == "conjugate":
         return lambda_min(K)

@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DEQConfig", "DEQ", "contraction_bound"]
+from .solvers import SolverConfig
+
+if TYPE_CHECKING:
+    from .implicit import SolveStats, WarmStart
+
+__all__ = ["DEQConfig", "DEQ", "contraction_bound", "bias_bound", "bias_variance"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,24 @@ def contraction_bound(sigma_w: float, width: int, width_scale: int | None = None
     return 2.0 * sigma_w * math.sqrt(width / (width_scale or width))
 
 
+def bias_bound(fan_in: int) -> float:
+    """Half-width of PyTorch's default ``nn.Linear`` bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    return 1.0 / math.sqrt(fan_in)
+
+
+def bias_variance(d: int, width: int | None = None) -> float:
+    """Var(b_w,i + b_u,i) of ``DEQ(biases=True)``: the bias's share of the pre-activation.
+
+    U(-c, c) has variance c^2 / 3 (:func:`bias_bound`); b_w has fan-in m and b_u fan-in d, so
+    the variance is 1/(3d) + 1/(3m). ``width=None`` gives the infinite-width limit 1/(3d),
+    the sigma_b^2 of the kernels (kernels.deq_tangent_kernel).
+    """
+    if d < 1 or (width is not None and width < 1):
+        raise ValueError(f"d and width must be >= 1, got d={d}, width={width}")
+    fan_ins = (d,) if width is None else (d, width)
+    return sum(bias_bound(f) ** 2 / 3.0 for f in fan_ins)
+
+
 def _generator(seed: int) -> torch.Generator:
     g = torch.Generator(device="cpu")
     g.manual_seed(seed)
@@ -66,7 +90,13 @@ def _generator(seed: int) -> torch.Generator:
 
 
 class DEQ(nn.Module):
-    """Parameters and the layer map of the DEQ; solving and gradients live in implicit.py."""
+    """Parameters and the layer map of the DEQ; ``model(X)`` gives f(X) with the exact gradient.
+
+    The solving and the implicit gradient live in implicit.py (``deq_output``); ``model(X)``
+    calls it with ``forward_solver`` for z* and ``backward_solver`` for the adjoint
+    (default: SolverConfig's defaults), so ``loss(model(X)).backward()`` fills the
+    parameters' ``.grad`` (and X's, if it requires one) and any torch optimizer trains it.
+    """
 
     def __init__(
         self,
@@ -75,9 +105,13 @@ class DEQ(nn.Module):
         seeds: dict[str, int] | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        forward_solver: SolverConfig | None = None,
+        backward_solver: SolverConfig | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.forward_solver = forward_solver if forward_solver is not None else SolverConfig()
+        self.backward_solver = backward_solver if backward_solver is not None else SolverConfig()
         seeds = {"W": 1, "U": 2, "a": 3, "bias": 4, **(seeds or {})}
         m, d = cfg.width, cfg.d
         # Sampled on the CPU in float64, then cast: the same seed gives the same model on
@@ -90,11 +124,11 @@ class DEQ(nn.Module):
         self.U = nn.Parameter(u.to(**kw))  # (m, d)
         self.a = nn.Parameter(a.to(**kw))  # (m,)
         if cfg.biases:
-            # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+            # PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (bias_variance).
             g = _generator(seeds["bias"])
 
             def uniform(size: tuple[int, ...], fan_in: int) -> Tensor:
-                bound = 1.0 / math.sqrt(fan_in)
+                bound = bias_bound(fan_in)
                 x = torch.rand(size, generator=g, dtype=torch.float64) * 2 * bound - bound
                 return x.to(**kw)
 
@@ -107,6 +141,39 @@ class DEQ(nn.Module):
     @property
     def scale(self) -> float:
         return self.cfg.scale
+
+    def forward(
+        self, X: Tensor, *, warm: WarmStart | None = None, stats: SolveStats | None = None
+    ) -> Tensor:
+        """f(x_i) = a^T z*(x_i) (+ b_a) for the rows of X: (n, d) -> (n,), exact implicit gradient.
+
+        ``warm`` (implicit.WarmStart) reuses the last solutions as initial guesses;
+        ``stats`` (implicit.SolveStats) receives the solver results, and then an unconverged
+        solve is the caller's to judge. Without ``stats`` an unconverged forward solve is an
+        error: the outputs would not be at an equilibrium.
+        """
+        from .implicit import SolveStats, deq_output  # implicit imports this module
+
+        own = stats is None
+        stats = SolveStats() if own else stats
+        out = deq_output(
+            self,
+            X,
+            forward=self.forward_solver,
+            backward=self.backward_solver,
+            warm=warm,
+            stats=stats,
+        )
+        if own and not stats.forward.converged:
+            res, cfg = stats.forward, self.forward_solver
+            raise RuntimeError(
+                f"DEQ forward: the {cfg.name} solve did not converge in {res.iterations} "
+                f"iterations (residual {res.residual:.2e} > tol {cfg.tol:g}). Pass "
+                "forward_solver=SolverConfig(max_iter=...) with more iterations to DEQ, check "
+                "that the layer map contracts (2 sigma_w < 1), or pass stats=SolveStats() to "
+                "accept unconverged outputs."
+            )
+        return out
 
     def input_injection(self, X: Tensor) -> Tensor:
         """U x (+ biases) for every sample: (n, d) -> (n, m)."""

@@ -17,17 +17,30 @@ from pathlib import Path
 from .argtypes import add_threads, positive_int
 from .config import ConfigError
 
-__all__ = ["register"]
+__all__ = ["configure"]
 
 SHOW_KEYS = ("tier", "precision", "device", "this_device", "h100_estimate", "target", "dominant")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "plan",
-        help="predicted run time of a tier on this device and on an H100 (estimate)",
-        description=__doc__.splitlines()[0],
-    )
+DESCRIPTION = (
+    "A tier's predicted run time before anything runs: per experiment and in total, on this "
+    "device (GEMM and eigensolver rates measured here, solver iterations from a few steps of "
+    "small runs) and on an H100 (an estimate from published throughput, never a measurement). "
+    "The jobs come from the workflow: --configfile runs 'snakemake plan', whose rule writes "
+    "the jobs' JSON and calls --jobs."
+)
+
+EPILOG = """\
+examples:
+  overdeq plan --configfile config/paper.yaml
+  overdeq plan --jobs results/paper/plan_jobs.json --out results/paper/plan.json
+  overdeq plan --show results/paper/plan.json
+"""
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Give ``p`` (the parser of ``overdeq plan``) its arguments."""
+    p.description, p.epilog = DESCRIPTION, EPILOG
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--jobs",

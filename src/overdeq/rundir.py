@@ -24,6 +24,7 @@ import torch
 from .config import ConfigError, RunConfig, TrainConfig
 from .data import Dataset
 from .io import atomic_write_bytes, read_csv, read_json, write_csv, write_json
+from .preflight import clear_run
 from .provenance import provenance
 from .theory import FLOORS, fit_rate
 
@@ -36,6 +37,9 @@ __all__ = [
     "write_spectrum",
     "finished_run",
     "load_checkpoint",
+    "spectrum_readable",
+    "CheckpointError",
+    "CHECKPOINT_KEYS",
 ]
 
 HISTORY_COLUMNS = [
@@ -176,8 +180,22 @@ def write_spectrum(out: Path, calib: dict, X: torch.Tensor, y: torch.Tensor) -> 
     atomic_write_bytes(out / "spectrum.npz", buf.getvalue())
 
 
+def spectrum_readable(out: Path) -> bool:
+    """Whether ``out/spectrum.npz`` exists and holds the arrays a run writes there."""
+    try:
+        with np.load(out / "spectrum.npz", allow_pickle=False) as z:
+            return z["evals"].ndim == 1 and z["coeffs"].ndim >= 1
+    except Exception:  # missing, cut short, garbled: zipfile, numpy or OSError say so
+        return False
+
+
 def finished_run(out: Path, rhash: str, overwrite: bool) -> RunResult | None:
-    """A finished run with the same configuration in ``out``, or None if work remains."""
+    """A finished run with the same configuration in ``out``, or None if work remains.
+
+    A run of another configuration there is refused, or with ``overwrite`` removed
+    (:func:`overdeq.preflight.clear_run`) before this run writes anything, so the folder
+    never mixes two runs.
+    """
     summary_path = out / "summary.json"
     if not summary_path.is_file():
         return None
@@ -190,6 +208,9 @@ def finished_run(out: Path, rhash: str, overwrite: bool) -> RunResult | None:
             hist = read_csv(out / "history.csv", columns=HISTORY_COLUMNS)
         except ValueError:  # missing, cut short or unmarked: redo the run (from its checkpoint)
             return None
+        computed = summary.get("theta0_lambda_max") is not None and summary.get("lr") is not None
+        if computed and not spectrum_readable(out):  # resuming rewrites it (from the checkpoint)
+            return None
         return RunResult(summary=summary, history=hist, resumed_from=None, skipped=True)
     if not overwrite:
         raise ConfigError(
@@ -197,13 +218,91 @@ def finished_run(out: Path, rhash: str, overwrite: bool) -> RunResult | None:
             f"(hash {summary.get('config_hash')} there, {rhash} now). Choose another --out, "
             "or pass --overwrite to replace it."
         )
+    clear_run(out, f"it held a run of another configuration (hash {summary.get('config_hash')})")
     return None
 
 
-def load_checkpoint(ckpt: Path, rhash: str, overwrite: bool) -> dict | None:
+class CheckpointError(ConfigError):
+    """checkpoint.pt cannot be resumed from: corrupt, or not this run's."""
+
+
+# What every checkpoint holds (Run.checkpoint in train.py writes them).
+CHECKPOINT_KEYS = (
+    "format", "config_hash", "step", "params", "warm", "power", "history", "unconverged",
+    "elapsed", "calib", "rng",
+)  # fmt: skip
+
+
+def _way_out(ckpt: Path) -> str:
+    return (
+        "Nothing was changed. To start this run over, move it aside "
+        f"(mv {ckpt} {ckpt}.bad) and rerun, or rerun with --overwrite (removes the run's "
+        "files in --out and starts over)."
+    )
+
+
+def _read_checkpoint(ckpt: Path) -> dict:
+    """torch.load of ``ckpt``, or a CheckpointError saying it is corrupt and the way out."""
+    size = ckpt.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{ckpt} is corrupt: it is empty (0 bytes). {_way_out(ckpt)}")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except PermissionError as exc:
+        raise CheckpointError(
+            f"{ckpt} cannot be read ({exc.strerror}); fix its permissions and rerun"
+        ) from None
+    except Exception as exc:  # cut short, garbage, another pickle: torch says it many ways
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise CheckpointError(
+            f"{ckpt} is corrupt: torch cannot read it ({why.strip()}; {size} bytes, cut short "
+            f"or overwritten). {_way_out(ckpt)}"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{ckpt} is corrupt: it holds a {type(state).__name__}, not an overdeq "
+            f"checkpoint. {_way_out(ckpt)}"
+        )
+    return state
+
+
+def _mismatch(state: dict, shapes: dict[str, tuple[int, ...]] | None) -> str | None:
+    """What in ``state`` does not fit this run (missing keys, parameter shapes), or None."""
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        return f"it lacks {missing}"
+    if shapes is None:
+        return None
+    params = state["params"]
+    if not isinstance(params, dict) or set(params) != set(shapes):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        return f"its parameters are {got}, this run's {sorted(shapes)}"
+    for name, shape in shapes.items():
+        have = tuple(getattr(params[name], "shape", ()))
+        if have != shape:
+            return f"parameter {name} has shape {have} there, {shape} in this run"
+    return None
+
+
+def load_checkpoint(
+    ckpt: Path, rhash: str, overwrite: bool, shapes: dict[str, tuple[int, ...]] | None = None
+) -> dict | None:
+    """This run's checkpoint, or None to start from scratch.
+
+    A corrupt checkpoint (empty, cut short, garbage), one of another format or
+    configuration, and one whose contents do not fit this run (``shapes``: the parameters'
+    shapes) is refused with the way out; with ``overwrite`` the run's files are removed
+    instead and the run starts over.
+    """
     if not ckpt.is_file():
         return None
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    try:
+        state = _read_checkpoint(ckpt)
+    except CheckpointError as exc:
+        if not overwrite:
+            raise
+        clear_run(ckpt.parent, str(exc).split(". ")[0])
+        return None
     if state.get("format") != CHECKPOINT_FORMAT:
         if not overwrite:
             raise ConfigError(
@@ -211,6 +310,7 @@ def load_checkpoint(ckpt: Path, rhash: str, overwrite: bool) -> dict | None:
                 f"{state.get('format')}, this version reads {CHECKPOINT_FORMAT}). Pass "
                 "--overwrite to start over there, or use another --out."
             )
+        clear_run(ckpt.parent, f"{ckpt.name} has checkpoint format {state.get('format')}")
         return None
     if state.get("config_hash") != rhash:
         if not overwrite:
@@ -219,5 +319,16 @@ def load_checkpoint(ckpt: Path, rhash: str, overwrite: bool) -> dict | None:
                 f"{state.get('config_hash')} there, {rhash} now). Choose another --out, or "
                 "pass --overwrite to start this configuration from scratch there."
             )
+        clear_run(ckpt.parent, f"{ckpt.name} belongs to another configuration")
+        return None
+    problem = _mismatch(state, shapes)
+    if problem is not None:
+        message = (
+            f"{ckpt} does not fit this run ({problem}): it is damaged or was edited. "
+            + _way_out(ckpt)
+        )
+        if not overwrite:
+            raise CheckpointError(message)
+        clear_run(ckpt.parent, message.split(". ")[0])
         return None
     return state

@@ -64,6 +64,12 @@ class SolverConfig:
             raise ValueError(f"tol must be > 0, got {self.tol}")
         if self.max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        if self.history < 2:
+            raise ValueError(
+                f"history must be >= 2, got {self.history}: Anderson mixes the last `history` "
+                "iterates and needs at least two (history 1 would be plain Picard iteration; "
+                "use the picard solver for that)"
+            )
 
 
 def _residuals(fz: Tensor, z: Tensor, cfg: SolverConfig) -> tuple[Tensor, Tensor]:

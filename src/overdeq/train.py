@@ -42,6 +42,7 @@ from .monitor import (
     relative_movement,
     tangent_gram,
 )
+from .preflight import run_lock
 from .provenance import config_hash, device_name
 from .rundir import (
     CHECKPOINT_FORMAT,
@@ -49,6 +50,7 @@ from .rundir import (
     RunResult,
     finished_run,
     load_checkpoint,
+    spectrum_readable,
     summarise,
     write_final,
     write_spectrum,
@@ -110,35 +112,83 @@ def set_precision(precision: str) -> torch.dtype:
     return torch.float64 if precision == "float64" else torch.float32
 
 
-class _Progress:
-    """A one-line bar on a terminal, plain log lines otherwise (e.g. under Snakemake)."""
+def _duration(seconds: float) -> str:
+    """Seconds as m:ss, or h:mm:ss from an hour on."""
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
-    def __init__(self, total: int, enabled: bool, stream=sys.stderr) -> None:
+
+class _Progress:
+    """Progress of a run with its rate and ETA: a tqdm bar on a terminal; plain lines
+    otherwise (a log file, e.g. under Snakemake), one per tenth of the run and at least one
+    every ``every_s`` seconds (tqdm's carriage returns would fill a log with redraws).
+
+    ``start`` is the step the run starts from (a resumed run's checkpoint), so the rate
+    counts the steps of this process only: rate = (step - start) / elapsed and
+    ETA = (total - step) / rate.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        enabled: bool,
+        stream=None,
+        *,
+        start: int = 0,
+        every_s: float = 60.0,
+        clock=time.monotonic,
+    ) -> None:
+        stream = sys.stderr if stream is None else stream  # the stderr of now, not of import
         self.total, self.enabled, self.stream = total, enabled, stream
         self.tty = enabled and stream.isatty()
+        self.start, self.every_s, self.clock = start, every_s, clock
+        self.t0 = self.last_time = clock()
         self.last_plain = -1
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm  # only on a terminal: the import costs time
+
+            # rate and ETA count this process's steps only (tqdm discounts ``initial``)
+            self.bar = tqdm(
+                total=total, initial=start, file=stream, unit="step", dynamic_ncols=True
+            )
+
+    def _timing(self, step: int, now: float) -> str:
+        elapsed = now - self.t0
+        done = step - self.start
+        if done <= 0 or elapsed <= 0:
+            return f"elapsed {_duration(elapsed)}"
+        rate = done / elapsed
+        speed = f"{rate:.3g} steps/s" if rate >= 1 else f"{1 / rate:.3g} s/step"
+        eta = (self.total - step) / rate
+        return f"{speed}, elapsed {_duration(elapsed)}, ETA {_duration(eta)}"
 
     def update(self, step: int, loss: float, extra: str = "") -> None:
         if not self.enabled:
             return
-        frac = step / self.total if self.total else 1.0
-        if self.tty:
-            bar = "#" * int(30 * frac)
-            self.stream.write(f"\r[{bar:<30}] {step}/{self.total} loss {loss:.3e} {extra}")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {loss:.3e} {extra}".strip(), refresh=False)
+            self.bar.update(step - self.bar.n)
         else:
+            now = self.clock()
+            frac = step / self.total if self.total else 1.0
+            timing = self._timing(step, now)
             decile = int(10 * frac)
-            if decile != self.last_plain:
-                self.last_plain = decile
+            if decile != self.last_plain or now - self.last_time >= self.every_s:
+                self.last_plain, self.last_time = decile, now
                 print(
-                    f"step {step}/{self.total} loss {loss:.6e} {extra}",
+                    f"step {step}/{self.total} ({100 * frac:.0f}%) loss {loss:.6e} {extra} | "
+                    f"{timing}",
                     file=self.stream,
                     flush=True,
                 )
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -192,7 +242,22 @@ def train(
     replacing results of a *different* configuration found in ``out``. ``stop_after``
     interrupts after that many steps of this call (tests of resume). ``tags`` are labels
     copied into the summary (they do not change the numbers, so they are not hashed).
+    The run holds ``out`` exclusively while it works (:func:`overdeq.preflight.run_lock`).
     """
+    with run_lock(Path(out) if out is not None else None):
+        return _train(run, out, dataset, overwrite, progress, stop_after, tags)
+
+
+def _train(
+    run: RunConfig,
+    out: str | Path | None,
+    dataset: Dataset | None,
+    overwrite: bool,
+    progress: bool,
+    stop_after: int | None,
+    tags: dict[str, str] | None,
+) -> RunResult:
+    """:func:`train` once ``out`` is held."""
     r = _Run(run, out, dataset, overwrite)
     if r.done is not None:  # this configuration already finished there
         return r.done
@@ -202,7 +267,7 @@ def train(
     if r.lr is None:  # no step size given, and none could be calibrated
         return r.finish(tags)
     steps = run.train.steps
-    bar = _Progress(steps, progress)
+    bar = _Progress(steps, progress, start=r.t)
     calls = 0  # steps taken by this call
     while r.ended is None and r.t <= steps:
         if r.step():  # the run ends at this step
@@ -280,7 +345,8 @@ class _Run:
         """Continue from the checkpoint of this configuration, if there is one."""
         state = None
         if self.ckpt is not None:
-            state = load_checkpoint(self.ckpt, self.rhash, self.overwrite)
+            shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+            state = load_checkpoint(self.ckpt, self.rhash, self.overwrite, shapes)
         if state is None:
             return False
         self.model.load_state_dict(state["params"])
@@ -298,6 +364,8 @@ class _Run:
         if self.ended is not None:
             self.status, self.reason = self.ended
         self._set_lr()
+        if self.lr is not None and not spectrum_readable(self.out):  # lost or damaged since
+            write_spectrum(self.out, self.calib, self.X, self.y)
         return True
 
     def calibrate(self) -> None:

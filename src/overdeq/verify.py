@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,40 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}"
 
 
+_TEX_WORDS = {
+    r"\lambda": "λ", r"\Theta": "Θ", r"\sigma": "σ", r"\eta": "η", r"\sqrt": "√",
+    r"\max": "max", r"\min": "min", r"\top": "ᵀ", r"\ge": "≥", r"\le": "≤",
+    r"\|": "‖", r"\,": " ",
+}  # fmt: skip
+_SUBSCRIPTS = str.maketrans("0123456789*", "₀₁₂₃₄₅₆₇₈₉*")
+_SUPERSCRIPTS = str.maketrans("0123456789-/", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻ᐟ")
+
+
+def plain_maths(text: str) -> str:
+    """The claims' LaTeX maths (``$\\lambda_0 > 0$``) as terminal text (``λ₀ > 0``): the
+    PDF typesets it and the HTML report renders it; a terminal gets Unicode."""
+
+    def maths(m: re.Match) -> str:
+        tex = m.group(1)
+        for word, char in sorted(_TEX_WORDS.items(), key=lambda kv: -len(kv[0])):
+            tex = tex.replace(word, char)
+        tex = tex.replace("^ᵀ", "ᵀ")
+        tex = re.sub(
+            r"_\{([^{}]*)\}",
+            lambda g: (
+                g.group(1).translate(_SUBSCRIPTS) if g.group(1).isdigit() else "_" + g.group(1)
+            ),
+            tex,
+        )
+        tex = re.sub(r"_([0-9*])", lambda g: g.group(1).translate(_SUBSCRIPTS), tex)
+        tex = re.sub(r"\^\{([^{}]*)\}", lambda g: g.group(1).translate(_SUPERSCRIPTS), tex)
+        tex = re.sub(r"\^([0-9])", lambda g: g.group(1).translate(_SUPERSCRIPTS), tex)
+        tex = re.sub(r"√\{([^{}]*)\}", r"√\1", tex)
+        return tex.replace("{", "").replace("}", "").replace("_", "")
+
+    return re.sub(r"\$([^$]*)\$", maths, text)
+
+
 def format_table(report: Report) -> str:
     """A plain-text PASS/FAIL table, one line per check, then one per claim."""
     lines = [f"Claims verification, tier '{report.tier}'", ""]
@@ -278,9 +313,9 @@ def format_table(report: Report) -> str:
     for c in report.checks:
         lines.append(
             f"{c.check:<8} {c.experiment:<5} {c.status:<6} {_fmt(c.value):<24} "
-            f"{c.condition:<22} {c.what}" + (f"  [{c.note}]" if c.note else "")
+            f"{c.condition:<22} {plain_maths(c.what)}" + (f"  [{c.note}]" if c.note else "")
         )
     lines += ["", f"{'claim':<8} {'verdict':<8} statement", "-" * 60]
     for cid, verdict in report.claims.items():
-        lines.append(f"{cid:<8} {verdict:<8} {report.statements[cid]}")
+        lines.append(f"{cid:<8} {verdict:<8} {plain_maths(report.statements[cid])}")
     return "\n".join(lines) + "\n"

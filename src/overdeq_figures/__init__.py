@@ -11,18 +11,32 @@ walls are tests in ``tests/test_figures.py``).
 
 Modules: ``job`` (a script's inputs, parameters and outputs under Snakemake or by hand, and
 the loaders every table goes through), ``style`` (matplotlib style, panel letters, saving),
-``text`` (names of data sets and settings, English lists, verdict words, LaTeX tables).
+``text`` (names of data sets and settings, English lists, verdict words, maths for LaTeX and
+HTML, LaTeX and HTML tables).
 """
 
-from .job import Job, MissingInput, open_job, read_json, read_table, read_text, repo_root
+from .job import (
+    Job,
+    MissingInput,
+    open_job,
+    read_json,
+    read_lock,
+    read_table,
+    read_text,
+    repo_root,
+)
 from .style import TEXT_WIDTH, label_panels, plain_log_labels, save_figure, use_style
 from .text import (
     DATASET_LABELS,
     DATASET_MACROS,
     DATASET_NAMES,
+    html_page,
+    html_table,
+    html_text,
     label,
     latex_table,
     tex_escape,
+    tex_text,
     verdict,
     words,
 )
@@ -34,6 +48,7 @@ __all__ = [
     "read_json",
     "read_table",
     "read_text",
+    "read_lock",
     "repo_root",
     "TEXT_WIDTH",
     "label_panels",
@@ -43,9 +58,13 @@ __all__ = [
     "DATASET_LABELS",
     "DATASET_MACROS",
     "DATASET_NAMES",
+    "html_page",
+    "html_table",
+    "html_text",
     "label",
     "latex_table",
     "tex_escape",
+    "tex_text",
     "verdict",
     "words",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "read_table",
     "read_json",
     "read_text",
+    "read_lock",
     "repo_root",
 ]
 
@@ -48,8 +50,8 @@ ENV_TIER = "OVERDEQ_TIER"  # by hand: which results/<tier>/ to read
 ENV_ROOT = "OVERDEQ_ROOT"  # by hand: the repository, when not run from inside it
 ENV_OUT = "OVERDEQ_OUT"  # by hand: where outputs go (default scratch/<tier>/)
 DEFAULT_TIER = "quick"
-_OUTPUTS = {"figure": ("figure", "png", "values"), "table": ("table", "values")}
-_SUFFIX = {"figure": ".pdf", "png": ".png", "values": ".json", "table": ".tex"}
+_OUTPUTS = {"figure": ("figure", "png", "values"), "table": ("table", "html", "values")}
+_SUFFIX = {"figure": ".pdf", "png": ".png", "values": ".json", "table": ".tex", "html": ".html"}
 
 
 class MissingInput(FileNotFoundError):
@@ -92,6 +94,23 @@ def read_text(path: str | Path) -> str:
     return _check_input(path).read_text(encoding="utf-8")
 
 
+def read_lock(path: str | Path) -> dict[str, str]:
+    """The pins of a pip lock file (``requirements.lock``): ``{normalised name: version}``.
+
+    Lines look like ``numpy==2.3.1 \\`` followed by ``--hash`` lines; names are normalised as
+    PEP 503 does (lower case, runs of ``-_.`` as ``-``) so they compare with
+    ``importlib.metadata`` names.
+    """
+    pins = {}
+    for line in read_text(path).splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+        if m:
+            pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    if not pins:
+        raise ValueError(f"{path} pins no package (expected lines like numpy==2.3.1)")
+    return pins
+
+
 def repo_root(start: str | Path | None = None) -> Path:
     """The repository: $OVERDEQ_ROOT, else the nearest folder above ``start`` (default: the
     working directory) that holds a Snakefile and scripts/."""
@@ -116,7 +135,7 @@ class Job:
     interactive: bool  # True: run by hand, not by Snakemake
     tier: str | None  # by hand: the tier read; under Snakemake: None (the rule decides)
     input: Mapping[str, Any]  # name -> path, or list of paths
-    output: Mapping[str, str]  # figure, png, values | table, values
+    output: Mapping[str, str]  # figure, png, values | table, html, values
     params: Mapping[str, Any]
 
     def table(self, key: str):
@@ -138,8 +157,11 @@ class Job:
 
         save_figure(fig, self.output["figure"], png=self.output["png"])
 
-    def save_table(self, text: str) -> None:
-        atomic_write_text(self.output["table"], text)
+    def save_table(self, latex: str, html: str) -> None:
+        """The table as a LaTeX tabular for the paper and an HTML page for the report (both
+        from the same cells: ``latex_table`` and ``html_table``)."""
+        atomic_write_text(self.output["table"], latex)
+        atomic_write_text(self.output["html"], html)
 
     def save_values(self, values: Mapping[str, Any]) -> None:
         """The numbers the paper quotes, as LaTeX macros (``overdeq.values.write_values``)."""

@@ -4,15 +4,26 @@ import json
 from pathlib import Path
 
 import yaml
+from snakemake.exceptions import WorkflowError
 
 TIER = config["tier"]
 RES = f"results/{TIER}"  # everything this tier computes lives under here
 LOGS = f"logs/{TIER}"
 BENCH = f"benchmarks/{TIER}"
 DATA_ROOT = config["data_root"]
-# software environments for `--sdm conda` (the README's set-up uses a venv instead)
-ENV_PY = "../envs/overdeq.yaml"
-ENV_LATEX = "../envs/latex.yaml"
+
+# One software environment: the locked venv that tools/setup.sh builds (requirements.lock).
+# Rules carry no conda: or container: directives, so `--sdm conda` / `--use-conda` would only
+# run the same commands in whatever environment Snakemake was started from: refuse it rather
+# than let a user believe it built something.
+_SDM = {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+if _SDM & {"conda", "apptainer", "singularity"}:
+    raise WorkflowError(
+        f"--software-deployment-method {' '.join(sorted(_SDM))} is not supported: this workflow "
+        "runs in the locked virtual environment that tools/setup.sh builds from "
+        "requirements.lock. Run ./reproduce (or tools/setup.sh, then .venv/bin/snakemake) "
+        "without --sdm/--use-conda."
+    )
 TRAINING = config["training"]
 ABLATIONS = config["ablations"]
 COMPUTE = config["compute"]
@@ -44,6 +55,7 @@ def raw_root(wildcards, output):
 PAPER_FIGURES = []  # figures/<name>.pdf
 PAPER_TABLES = []  # paper/generated/<name>.tex
 PAPER_VALUES = []  # results/<tier>/values/<name>.json (macros for the text)
+REPORT_FILES = []  # figures/<name>.png, paper/generated/<name>.html (the HTML report)
 
 
 def results_root(wildcards, output):
@@ -74,37 +86,70 @@ def paper_sections():
     return sorted(str(p) for p in Path("paper/sections").glob("*.tex"))
 
 
-# Paper section of each figure: the grouping of `snakemake --report report.zip`.
+# Paper section of each figure and table: the grouping of `snakemake --report report.html`
+# (categories are sorted by name, hence the numbers).
 REPORT_SECTIONS = {
+    "tab_claims": "0 Claims and verdicts",
     "fig_kernel_limit": "1 Random DEQs at initialisation (E1-E3, E10)",
     "fig_init_condition": "1 Random DEQs at initialisation (E1-E3, E10)",
     "fig_wellposed": "1 Random DEQs at initialisation (E1-E3, E10)",
+    "tab_kernels": "1 Random DEQs at initialisation (E1-E3, E10)",
     "fig_loss": "2 Training converges linearly (E4-E6)",
     "fig_invariants": "2 Training converges linearly (E4-E6)",
     "fig_rate": "2 Training converges linearly (E4-E6)",
+    "tab_training": "2 Training converges linearly (E4-E6)",
     "fig_ablations": "3 What the released code changes (E7)",
+    "tab_compute": "4 Compute",
+}
+# What the report lists each figure and table as (its label; the file name otherwise).
+REPORT_TITLES = {
+    "tab_claims": "every claim and check, with its verdict",
+    "fig_kernel_limit": "E1 Gram matrices against the limit kernel",
+    "fig_init_condition": "E2 the initial condition at finite width",
+    "fig_wellposed": "E3 well-posedness against the weight scale",
+    "tab_kernels": "E10 smallest eigenvalues of the limit kernels",
+    "fig_loss": "E4 training loss",
+    "fig_invariants": "E5 invariants along training",
+    "fig_rate": "E6 linear rate against the tangent-kernel prediction",
+    "tab_training": "E4-E6 every training configuration",
+    "fig_ablations": "E7 the released code's quirks one at a time",
+    "tab_compute": "job time and memory per experiment",
 }
 
 
 def paper_artefact(name, kind="figure"):
     """Register a figure or table script's outputs for the paper; returns its output paths.
 
-    A figure also has a PNG rendering, marked for the HTML report with its caption from
-    workflow/report/<name>.rst and its paper section as the category.
+    What the HTML report shows is marked with report(), its caption from
+    workflow/report/<name>.rst and its paper section as the category: of a figure its PNG
+    rendering (browsers do not show a PDF inline in the report), of a table its HTML page.
     """
     out = {"values": f"{RES}/values/{name}.json"}
+    category = REPORT_SECTIONS.get(name, "5 Other figures and tables")
+    caption = f"../report/{name}.rst"
     if kind == "figure":
         path = f"figures/{name}.pdf"
         out["figure"] = path
-        out["png"] = report(  # the PNG rendering: browsers show it in the HTML report
+        out["png"] = report(
             f"figures/{name}.png",
-            caption=f"../report/{name}.rst",
-            category=REPORT_SECTIONS.get(name, "Other figures"),
+            caption=caption,
+            category=category,
+            subcategory="figures",
+            labels={"figure": REPORT_TITLES.get(name, name)},
         )
         PAPER_FIGURES.append(path)
+        REPORT_FILES.append(f"figures/{name}.png")
     else:
         out["table"] = f"paper/generated/{name}.tex"
+        out["html"] = report(
+            f"paper/generated/{name}.html",
+            caption=caption,
+            category=category,
+            subcategory="tables",
+            labels={"table": REPORT_TITLES.get(name, name)},
+        )
         PAPER_TABLES.append(out["table"])
+        REPORT_FILES.append(f"paper/generated/{name}.html")
     PAPER_VALUES.append(out["values"])
     return out
 
@@ -201,8 +246,10 @@ def train_args(wildcards):
         *option_flags(run_options(wildcards.seed)),
         f"--tag dataset={wildcards.dataset}",
         f"--tag setting={wildcards.setting}",
-        *option_flags(setting_options(wildcards.dataset, wildcards.setting, width)),
     ]
+    if COMPUTE.get("memory_budget_gb") is not None:
+        args.append(f"--memory-budget-gb {COMPUTE['memory_budget_gb']}")
+    args += option_flags(setting_options(wildcards.dataset, wildcards.setting, width))
     return " ".join(args)
 
 
@@ -324,6 +371,7 @@ def every_output():
         *PAPER_FIGURES,
         *PAPER_TABLES,
         *PAPER_VALUES,
+        *REPORT_FILES,
         "paper/generated/values.tex",
         f"{RES}/claims.json",
         f"{RES}/verify.json",

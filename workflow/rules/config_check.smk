@@ -1,8 +1,10 @@
 # The config check, before any job runs. First the schema (workflow/schemas/), each problem
 # on one line naming its key (Snakemake's validate() prints the whole schema and config after
 # the first one); then what a schema cannot say, so that a job does not fail minutes later:
-# a paper-mode training setting whose layer map is not a contraction at init, and a sample
-# count larger than its data set has. Every problem found is listed in one error.
+# a paper-mode training setting whose layer map is not a contraction at init, a sample
+# count larger than its data set has, a setting key that does nothing in its mode, and a
+# training width whose estimated memory exceeds compute.memory_budget_gb. Every problem
+# found is listed in one error.
 #
 # Plain Python (no Snakemake directives): tests run it with runpy and a config of their own.
 import math
@@ -80,6 +82,79 @@ def contraction_problems(training):
     return problems
 
 
+# overdeq.preflight: DIMS and training_bytes, copied (importing overdeq loads torch, seconds
+# on every Snakemake start); tests/test_faults_run.py holds the copies together.
+DIMS = {"digits": 64, "mnist": 784, "cifar10": 3072}
+GB = 1e9
+RUNTIME = 200_000_000
+
+
+def training_bytes(n, d, width, precision):
+    """Estimated peak memory of `overdeq train` (overdeq.preflight.training_bytes)."""
+    b = 8 if precision == "float64" else 4
+    m = width
+    params = m * m + m * d + 3 * m + 1
+    fixed = 4 * params * b + 32 * m * m + n * m * (20 * b + 8 * 8) + 32 * n * n + 16 * n * d
+    return fixed + RUNTIME
+
+
+def _gb(nbytes):
+    """Bytes as GB, as overdeq.preflight._gb writes them: 4,800,010 / 21.3 / 0.02."""
+    x = nbytes / GB
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+
+
+def memory_problems(config):
+    """Training widths whose estimated memory exceeds compute.memory_budget_gb (if set)."""
+    budget = config["compute"].get("memory_budget_gb")
+    if budget is None:
+        return []
+    problems = []
+    precision = config["compute"]["precision"]
+    for name, grid in config["training"]["grids"].items():
+        for dataset in grid["datasets"]:
+            spec = config["training"]["datasets"].get(dataset)
+            if spec is None:
+                continue
+            n = spec["n"]
+            d = spec.get("d") or (n if dataset in ("identity", "gaussian") else DIMS[dataset])
+            for width in grid["widths"]:
+                need = training_bytes(n, d, width, precision)
+                if need > budget * GB:
+                    problems.append(
+                        f"training.grids.{name}.widths: width {width} needs about "
+                        f"{_gb(need)} GB for {dataset} (n = {n}, d = {d}, {precision}), "
+                        f"more than compute.memory_budget_gb = {budget}; lower the width or "
+                        "raise the budget (overdeq.preflight.training_bytes is the estimate)"
+                    )
+    return problems
+
+
+def useless_problems(training):
+    """Setting keys that would do nothing in their mode (overdeq train refuses them)."""
+    problems = []
+    for name, setting in training["settings"].items():
+        preset = "released" if setting["mode"] == "legacy" else "implicit"
+        gradient = setting.get("gradient", preset)
+        if setting.get("warm_start") and gradient != "implicit":
+            problems.append(
+                f"training.settings.{name}.warm_start: does nothing with the {gradient} "
+                "gradient (its solves start from zero); drop it, or add gradient: implicit"
+            )
+        if "allow_expansive" in setting and setting["mode"] != "paper":
+            problems.append(
+                f"training.settings.{name}.allow_expansive: does nothing in {setting['mode']} "
+                "mode (only paper mode checks for a contraction); drop it"
+            )
+    for dataset, spec in training["datasets"].items():
+        if "d" in spec and dataset not in ("identity", "gaussian"):
+            problems.append(
+                f"training.datasets.{dataset}.d: does nothing for {dataset} (its images fix "
+                "d); drop it"
+            )
+    return problems
+
+
 def _names(data):
     return [data] if isinstance(data, str) else list(data)
 
@@ -125,7 +200,12 @@ def check_config(config, schema_path, files):
     schema = yaml.safe_load(Path(schema_path).read_text())
     problems = schema_problems(config, schema)
     if not problems:  # the rest reads sections the schema guarantees
-        problems = contraction_problems(config["training"]) + sample_problems(config)
+        problems = (
+            contraction_problems(config["training"])
+            + sample_problems(config)
+            + useless_problems(config["training"])
+            + memory_problems(config)
+        )
     if problems:
         # Snakemake lists the --configfile files first; they override config/config.yaml
         sources = " overridden by ".join(str(f) for f in reversed(files)) or "the config"

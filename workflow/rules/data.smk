@@ -7,8 +7,6 @@ rule fetch_mnist:
         [protected(p) for p in RAW_FILES["mnist"]],
     log:
         "logs/data/fetch_mnist.log",
-    conda:
-        ENV_PY
     params:
         root=raw_root,
     shell:
@@ -20,8 +18,6 @@ rule fetch_cifar10:
         [protected(p) for p in RAW_FILES["cifar10"]],
     log:
         "logs/data/fetch_cifar10.log",
-    conda:
-        ENV_PY
     params:
         root=raw_root,
     shell:
@@ -37,8 +33,6 @@ rule prepare_data:
         f"{LOGS}/data/{{dataset}}_n{{n}}_seed{{seed}}.log",
     benchmark:
         f"{BENCH}/data/{{dataset}}_n{{n}}_seed{{seed}}.tsv"
-    conda:
-        ENV_PY
     params:
         args=prepare_args,
         root=DATA_ROOT,

@@ -25,8 +25,6 @@ rule fig_loss:
         f"{LOGS}/figures/fig_loss.log",
     benchmark:
         f"{BENCH}/figures/fig_loss.tsv"
-    conda:
-        ENV_PY
     params:
         settings=list(TRAINING["grids"]["main"]["settings"]),
     script:
@@ -38,13 +36,12 @@ rule tab_training:
         runs=f"{RES}/aggregate/train_runs.csv",
     output:
         table=TAB_TRAINING["table"],
+        html=TAB_TRAINING["html"],
         values=TAB_TRAINING["values"],
     log:
         f"{LOGS}/figures/tab_training.log",
     benchmark:
         f"{BENCH}/figures/tab_training.tsv"
-    conda:
-        ENV_PY
     script:
         "../../scripts/tab_training.py"
 
@@ -61,8 +58,6 @@ rule fig_invariants:
         f"{LOGS}/figures/fig_invariants.log",
     benchmark:
         f"{BENCH}/figures/fig_invariants.tsv"
-    conda:
-        ENV_PY
     script:
         "../../scripts/fig_invariants.py"
 
@@ -78,8 +73,6 @@ rule fig_rate:
         f"{LOGS}/figures/fig_rate.log",
     benchmark:
         f"{BENCH}/figures/fig_rate.tsv"
-    conda:
-        ENV_PY
     script:
         "../../scripts/fig_rate.py"
 
@@ -97,8 +90,6 @@ rule fig_ablations:
         f"{LOGS}/figures/fig_ablations.log",
     benchmark:
         f"{BENCH}/figures/fig_ablations.tsv"
-    conda:
-        ENV_PY
     params:
         dataset=TRAINING["grids"]["ablations"]["datasets"][0],
         width=TRAINING["grids"]["ablations"]["widths"][0],
@@ -111,13 +102,13 @@ rule tab_compute:
     input:
         benchmarks=compute_benchmark_files(),
         runs=f"{RES}/aggregate/train_runs.csv",
+        lock="requirements.lock",
     output:
         table=TAB_COMPUTE["table"],
+        html=TAB_COMPUTE["html"],
         values=TAB_COMPUTE["values"],
     log:
         f"{LOGS}/figures/tab_compute.log",
-    conda:
-        ENV_PY
     params:
         groups=compute_benchmarks(),
         device=COMPUTE["device"],

@@ -11,11 +11,10 @@ rule tab_claims:
         text=["paper/main.tex", *paper_sections()],  # the verdict macros it cites
     output:
         table=TAB_CLAIMS["table"],
+        html=TAB_CLAIMS["html"],
         values=TAB_CLAIMS["values"],
     log:
         f"{LOGS}/figures/tab_claims.log",
-    conda:
-        ENV_PY
     script:
         "../../scripts/tab_claims.py"
 
@@ -27,8 +26,6 @@ rule paper_values:
         "paper/generated/values.tex",
     log:
         f"{LOGS}/paper/values.log",
-    conda:
-        ENV_PY
     params:
         tier=TIER,
     shell:
@@ -49,8 +46,6 @@ rule paper:
         f"{LOGS}/paper/latexmk.log",
     benchmark:
         f"{BENCH}/paper/latexmk.tsv"
-    conda:
-        ENV_LATEX
     shell:
         "tools/latex.sh {input.tex} {output} {log}"
 
@@ -71,12 +66,11 @@ rule verify_claims:
     input:
         claims=rules.claims_json.output[0],
         tables=verify_inputs(),
+        code="src/overdeq/verify.py",  # a change to the checks redoes the verdicts
     output:
         f"{RES}/verify.json",
     log:
         f"{LOGS}/verify.log",
-    conda:
-        ENV_PY
     params:
         results=results_root,
         tier=TIER,
@@ -90,8 +84,6 @@ rule verify:
         f"{RES}/verify.json",
     log:
         f"{LOGS}/verify_show.log",
-    conda:
-        ENV_PY
     shell:
         "overdeq verify --show {input} | tee {log}"
 
@@ -104,7 +96,5 @@ rule arxiv:
         "dist/overdeq-arxiv.tar.gz",
     log:
         f"{LOGS}/paper/arxiv.log",
-    conda:
-        ENV_LATEX
     shell:
         "tools/arxiv.sh paper {output} {log}"

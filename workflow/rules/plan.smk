@@ -11,8 +11,6 @@ rule plan:
         plan=f"{RES}/plan.json",
     log:
         f"{LOGS}/plan.log",
-    conda:
-        ENV_PY
     threads: COMPUTE["threads"]
     params:
         jobs=json.dumps(plan_jobs(), sort_keys=True, separators=(",", ":")),

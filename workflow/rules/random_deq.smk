@@ -49,8 +49,6 @@ rule random_deq:
         f"{BENCH}/random_deq/{{experiment}}.tsv"
     wildcard_constraints:
         experiment="e1|e2|e3",
-    conda:
-        ENV_PY
     threads: COMPUTE["threads"]
     resources:
         gpu=RANDOM_DEQ_GPUS,
@@ -75,8 +73,6 @@ rule random_deq_e10:
         f"{LOGS}/random_deq/e10.log",
     benchmark:
         f"{BENCH}/random_deq/e10.tsv"
-    conda:
-        ENV_PY
     threads: COMPUTE["threads"]
     params:
         json=RANDOM_DEQ_JSON["e10"],
@@ -97,8 +93,6 @@ rule fig_kernel_limit:
         f"{LOGS}/figures/fig_kernel_limit.log",
     benchmark:
         f"{BENCH}/figures/fig_kernel_limit.tsv"
-    conda:
-        ENV_PY
     script:
         "../../scripts/fig_kernel_limit.py"
 
@@ -115,8 +109,6 @@ rule fig_init_condition:
         f"{LOGS}/figures/fig_init_condition.log",
     benchmark:
         f"{BENCH}/figures/fig_init_condition.tsv"
-    conda:
-        ENV_PY
     script:
         "../../scripts/fig_init_condition.py"
 
@@ -134,8 +126,6 @@ rule fig_wellposed:
         f"{LOGS}/figures/fig_wellposed.log",
     benchmark:
         f"{BENCH}/figures/fig_wellposed.tsv"
-    conda:
-        ENV_PY
     params:
         sigma_w=RANDOM_DEQ["e1"]["sigma_w"],  # the paper's initialisation
     script:
@@ -147,13 +137,12 @@ rule tab_kernels:
         rows=rules.random_deq_e10.output.rows,
     output:
         table=TAB_KERNELS["table"],
+        html=TAB_KERNELS["html"],
         values=TAB_KERNELS["values"],
     log:
         f"{LOGS}/figures/tab_kernels.log",
     benchmark:
         f"{BENCH}/figures/tab_kernels.tsv"
-    conda:
-        ENV_PY
     params:
         sigma_w=RANDOM_DEQ["e1"]["sigma_w"],  # the paper's initialisation
     script:

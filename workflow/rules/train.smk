@@ -13,8 +13,6 @@ rule train:
         f"{LOGS}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/train/{{dataset}}/{{setting}}/m{{width}}/seed{{seed}}.tsv"
-    conda:
-        ENV_PY
     threads: COMPUTE["threads"]
     resources:
         gpu=GPUS_PER_JOB,
@@ -22,7 +20,7 @@ rule train:
         args=train_args,
     shell:
         "overdeq train --data-file {input.data} {params.args} --threads {threads}"
-        " --out $(dirname {output.summary}) --overwrite --quiet > {log} 2>&1"
+        " --out $(dirname {output.summary}) --overwrite > {log} 2>&1"
 
 
 rule aggregate_training:
@@ -30,13 +28,14 @@ rule aggregate_training:
         summaries=train_summaries(),
         # read beside each summary: listed so that a missing one reruns its training job
         histories=train_histories(),
+        # the code that turns runs into rows: a change to it redoes these cheap tables (the
+        # training jobs themselves are redone only by --forcerun, see docs/reliability.md)
+        code="src/overdeq/aggregate.py",
     output:
         runs=f"{RES}/aggregate/train_runs.csv",
         history=f"{RES}/aggregate/train_history.csv",
     log:
         f"{LOGS}/aggregate/training.log",
-    conda:
-        ENV_PY
     shell:
         "overdeq aggregate {input.summaries} --out-runs {output.runs}"
         " --out-history {output.history} > {log} 2>&1"
@@ -51,8 +50,6 @@ rule gradient_error:
         f"{LOGS}/ablations/gradient_error.log",
     benchmark:
         f"{BENCH}/ablations/gradient_error.tsv"
-    conda:
-        ENV_PY
     threads: COMPUTE["threads"]
     params:
         width=ABLATIONS["gradient_error"]["width"],

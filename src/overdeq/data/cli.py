@@ -27,7 +27,7 @@ from ..seeding import data_seeds
 from .core import DATASETS, LABEL_KINDS, Dataset, DataSpec, load_dataset
 from .download import network_allowed
 
-__all__ = ["register", "add_selection_args", "FETCHABLE"]
+__all__ = ["configure", "add_selection_args", "FETCHABLE"]
 
 FETCHABLE = ("mnist", "cifar10")
 
@@ -38,9 +38,16 @@ def add_selection_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         "--d",
         type=positive_int("--d"),
         default=None,
-        help="input dimension (synthetic data sets only; identity: d = n)",
+        help="input dimension of the synthetic data sets: gaussian needs it (default: none; "
+        "identity: d = n)",
     )
-    p.add_argument("--classes", type=int, nargs="+", default=list(DataSpec.classes))
+    p.add_argument(
+        "--classes",
+        type=int,
+        nargs="+",
+        default=list(DataSpec.classes),
+        help="the classes a labelled data set (digits, mnist, cifar10) keeps",
+    )
     p.add_argument(
         "--labels",
         choices=list(LABEL_KINDS),
@@ -53,29 +60,46 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-root",
         default=DataSpec.root,
-        help=f"folder holding raw/mnist/ and raw/cifar-10/ (default: {DataSpec.root})",
+        help="folder holding raw/mnist/ and raw/cifar-10/",
     )
     p.add_argument(
         "--download",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="download missing raw files (default, unless the environment sets "
-        "OVERDEQ_OFFLINE=1); --no-download only uses and verifies files already in place",
+        help="download missing raw files; --no-download only uses and verifies files already "
+        "in place (default: download, unless the environment sets OVERDEQ_OFFLINE=1)",
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``overdeq data {fetch,prepare}`` to the top-level subcommands."""
-    p = sub.add_parser("data", help="fetch/verify raw data, or prepare a data set (.npz)")
-    data_sub = p.add_subparsers(dest="data_command", required=True)
+DESCRIPTION = (
+    "Fetch and verify the raw files of a data set, or prepare a data set into an .npz that "
+    "'overdeq train --data-file' reads. Downloads happen only for missing raw files, and "
+    "only when allowed."
+)
 
-    f = data_sub.add_parser("fetch", help="download (or verify in place) the raw files")
-    f.add_argument("--data", required=True, choices=list(FETCHABLE))
+EPILOG = """\
+examples:
+  overdeq data fetch --data mnist --data-root data
+  overdeq data prepare --data mnist --n 1000 --data-seed 0 --out data/mnist1000.npz
+  overdeq data prepare --data gaussian --n 50 --d 10 --data-seed 3 --out data/g50.npz
+"""
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Give ``p`` (the parser of ``overdeq data``) the subcommands fetch and prepare."""
+    p.description, p.epilog = DESCRIPTION, EPILOG
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    fmt = p.formatter_class
+
+    text = "download (or verify in place) the raw files"
+    f = data_sub.add_parser("fetch", help=text, description=text, formatter_class=fmt)
+    f.add_argument("--data", required=True, choices=list(FETCHABLE), help="data set to fetch")
     _add_source_args(f)
     f.set_defaults(func=_cmd_fetch)
 
-    q = data_sub.add_parser("prepare", help="select, normalise and label a data set; write .npz")
-    q.add_argument("--data", required=True, choices=list(DATASETS))
+    text = "select, normalise and label a data set; write .npz"
+    q = data_sub.add_parser("prepare", help=text, description=text, formatter_class=fmt)
+    q.add_argument("--data", required=True, choices=list(DATASETS), help="data set to prepare")
     q.add_argument("--n", type=positive_int("--n"), required=True, help="number of samples")
     add_selection_args(q)
     q.add_argument(
