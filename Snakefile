@@ -31,6 +31,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/cluster.smk"
+include: "workflow/rules/plan.smk"  # snakemake plan: the predicted cost (not in rule all)
 
 
 rule all:

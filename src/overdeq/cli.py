@@ -423,6 +423,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | str]]
         "random-DEQ experiments E1, E2, E3, E10 (one job)",
         "overdeq.experiments_cli:configure",
     ),
+    "plan": (
+        "predicted run time of a tier, here and on an H100 (estimate)",
+        "overdeq.plan_cli:configure",
+    ),
 }
 
 

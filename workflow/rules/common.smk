@@ -200,36 +200,56 @@ def per_dataset(value, dataset, key, setting):
     return value[dataset]
 
 
-def train_args(wildcards):
-    """The `overdeq train` flags of one grid point (every knob reaches the job as a param)."""
-    setting = TRAINING["settings"][wildcards.setting]
-    n = TRAINING["datasets"][wildcards.dataset]["n"]
-    width = int(wildcards.width)
-    args = [
-        f"--n {n}",
-        f"--width {width}",
-        f"--seed {wildcards.seed}",
-        f"--data-seed {DATA_SEED}",
-        f"--log-every {TRAINING['log_every']}",
-        f"--audit-every {TRAINING['audit_every']}",
-        f"--checkpoint-every {TRAINING['checkpoint_every']}",
-        f"--device {COMPUTE['device']}",
-        f"--precision {COMPUTE['precision']}",
-        f"--tag dataset={wildcards.dataset}",
-        f"--tag setting={wildcards.setting}",
-    ]
-    if COMPUTE.get("memory_budget_gb") is not None:
-        args.append(f"--memory-budget-gb {COMPUTE['memory_budget_gb']}")
-    for key, raw in setting.items():
-        value = per_dataset(raw, wildcards.dataset, key, wildcards.setting)
+def run_options(seed):
+    """The run options every training job shares (make_run_config's knobs by name)."""
+    return {
+        "seed": int(seed),
+        "data_seed": DATA_SEED,
+        "log_every": TRAINING["log_every"],
+        "audit_every": TRAINING["audit_every"],
+        "checkpoint_every": TRAINING["checkpoint_every"],
+        "device": COMPUTE["device"],
+        "precision": COMPUTE["precision"],
+    }
+
+
+def setting_options(dataset, setting_name, width):
+    """A setting's run options at one data set and width (knobs by name, with values)."""
+    options = {}
+    for key, raw in TRAINING["settings"][setting_name].items():
+        value = per_dataset(raw, dataset, key, setting_name)
         if key == "width_scale_ratio":  # trained width / width in the scale
-            key, value = "width_scale", max(1, round(width / value))
-        # every other key is a knob of overdeq's make_run_config, whose flag is --<knob>
+            key, value = "width_scale", max(1, round(int(width) / value))
+        options[key] = value  # every other key is a knob of overdeq's make_run_config
+    return options
+
+
+def option_flags(options):
+    """`overdeq train` flags of run options: a knob's flag is --<knob>."""
+    args = []
+    for key, value in options.items():
         flag = f"--{key.replace('_', '-')}"
         if isinstance(value, bool):
             args.append(flag if value else f"--no-{flag[2:]}")
         else:
             args.append(f"{flag} {value}")
+    return args
+
+
+def train_args(wildcards):
+    """The `overdeq train` flags of one grid point (every knob reaches the job as a param)."""
+    n = TRAINING["datasets"][wildcards.dataset]["n"]
+    width = int(wildcards.width)
+    args = [
+        f"--n {n}",
+        f"--width {width}",
+        *option_flags(run_options(wildcards.seed)),
+        f"--tag dataset={wildcards.dataset}",
+        f"--tag setting={wildcards.setting}",
+    ]
+    if COMPUTE.get("memory_budget_gb") is not None:
+        args.append(f"--memory-budget-gb {COMPUTE['memory_budget_gb']}")
+    args += option_flags(setting_options(wildcards.dataset, wildcards.setting, width))
     return " ".join(args)
 
 
@@ -265,16 +285,48 @@ def train_run_dirs():
     ]
 
 
+def train_experiment(setting):
+    """The experiment a training setting belongs to: the main grid's E4-E6, else E7."""
+    main = TRAINING["grids"].get("main", {}).get("settings", [])
+    return "E4-E6" if setting in main else "E7"
+
+
+def plan_jobs():  # (RANDOM_DEQ: workflow/rules/random_deq.smk)
+    """Every compute job of the tier with its parameters, as `overdeq plan --jobs` reads it."""
+    train = [
+        {
+            "experiment": train_experiment(setting),
+            "job": f"train/{dataset}/{setting}/m{width}/seed{seed}",
+            "data": dataset,
+            "n": TRAINING["datasets"][dataset]["n"],
+            "d": TRAINING["datasets"][dataset].get("d"),
+            "width": width,
+            "options": {
+                **run_options(seed),
+                **setting_options(dataset, setting, width),
+            },
+        }
+        for dataset, setting, width, seed in train_grid()
+    ]
+    gradient = ABLATIONS["gradient_error"]
+    return {
+        "tier": TIER,
+        "precision": COMPUTE["precision"],
+        "train": train,
+        "random_deq": {exp: RANDOM_DEQ[exp] for exp in RANDOM_DEQ_EXPERIMENTS},
+        "gradient_error": {
+            **gradient,
+            "n": TRAINING["datasets"][gradient["dataset"]]["n"],
+            "d": TRAINING["datasets"][gradient["dataset"]].get("d"),
+        },
+    }
+
+
 def compute_benchmarks():
     """Snakemake benchmark files of every compute job, by experiment (for the compute table)."""
     train = {}
     for dataset, setting, width, seed in train_grid():
-        key = (
-            "E7"
-            if setting not in TRAINING["grids"].get("main", {}).get("settings", [])
-            else "E4-E6"
-        )
-        train.setdefault(key, []).append(
+        train.setdefault(train_experiment(setting), []).append(
             f"{BENCH}/train/{dataset}/{setting}/m{width}/seed{seed}.tsv"
         )
     random = {f"E{e[1:]}": [f"{BENCH}/random_deq/{e}.tsv"] for e in ("e1", "e2", "e3", "e10")}
