@@ -267,3 +267,14 @@ def test_provenance_records_every_process_that_worked_on_the_run(tmp_path):
     segs = s["provenance"]["segments"]
     assert [(g["from_step"], g["to_step"]) for g in segs] == [(0, 7), (7, 20)]
     assert s["lambda_star"] > 0 and 0 < s["lambda_0_over_star"] < 1.5
+
+
+def test_readout_every_thins_the_released_readouts_and_keeps_the_hash_when_unset(tmp_path):
+    base = dict(**SMALL, mode="legacy", lr=1e-4, steps=20, log_every=2, legacy_readouts=True)
+    assert make_run_config(**base).hash == make_run_config(**base, readout_every=1).hash
+    run = make_run_config(**base, readout_every=4)
+    assert run.hash != make_run_config(**base).hash
+    train(run, tmp_path)
+    hist = read_csv(tmp_path / "history.csv")
+    read = [int(r["step"]) for r in hist if r.get("lambda_min_legacy") not in (None, "")]
+    assert read == [0, 8, 16, 20]  # logs 0, 4, 8 (every 4th) and the last

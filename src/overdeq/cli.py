@@ -273,6 +273,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     for name, kind, what in (
         ("log_every", positive_int, "log every k-th step"),
         ("audit_every", nonnegative_int, "exact ||W||_2 every k-th log (0: first and last)"),
+        ("readout_every", positive_int, "--legacy-readouts at every k-th log (and first, last)"),
         ("power_iters", positive_int, "power iterations per logged ||W||_2"),
         ("checkpoint_every", positive_int, "checkpoint every k-th step"),
     ):

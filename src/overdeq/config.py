@@ -75,6 +75,7 @@ class TrainConfig:
     # Stop (status "finished", summary key stopped_at_floor) at the first step whose loss is at
     # or below the round-off floor of the precision (theory.FLOORS) times the initial loss.
     floor_stop: bool = False
+    readout_every: int = 1  # legacy_readouts at every k-th log (and the first and last)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -137,7 +138,7 @@ class RunConfig:
         return config_hash(d)
 
 
-_LATER_KNOBS: dict[str, Any] = {"floor_stop": False}
+_LATER_KNOBS: dict[str, Any] = {"floor_stop": False, "readout_every": 1}
 
 
 LEGACY_SOLVER = SolverConfig(

@@ -245,11 +245,12 @@ def train_work(run: RunConfig, n: int, d: int, it: Iterations, precision: str) -
         (n_logs * cfg.power_iters + 100) * 4.0 * m * m,
     )
     if cfg.legacy_readouts:  # the released readouts: non-symmetric eigs, on the host
-        w.add("gemm:float64", n_logs * 2.0 * n * n * m)
-        w.add("eig_host", n_logs * gen_eig_flops(n))
+        reads = audit_count(n_logs, cfg.readout_every)  # first, last and every k-th log
+        w.add("gemm:float64", reads * 2.0 * n * n * m)
+        w.add("eig_host", reads * gen_eig_flops(n))
         if m <= LEGACY_DENSE_MAX:
-            w.add("gemm:float64", n_logs * 2.0 * m**3)
-            w.add("eig_host", n_logs * gen_eig_flops(m))
+            w.add("gemm:float64", reads * 2.0 * m**3)
+            w.add("eig_host", reads * gen_eig_flops(m))
     parts["logging"] = w
 
     w = Work()  # exact ||W||_2: W^T W in float64 and its symmetric eigenvalues

@@ -464,7 +464,8 @@ class _Run:
             return None
         n_log = len(self.history)
         audit = n_log == 0 or last or (cfg.audit_every and n_log % cfg.audit_every == 0)
-        row = log_row(self.model, stats, self.init, self.power, loss, self.t, audit, cfg)
+        readout = n_log == 0 or last or n_log % cfg.readout_every == 0
+        row = log_row(self.model, stats, self.init, self.power, loss, self.t, audit, cfg, readout)
         self.history.append(row)
         return row
 
@@ -560,6 +561,7 @@ def log_row(
     step: int,
     audit: bool,
     cfg: TrainConfig,
+    readout: bool = True,
 ) -> dict[str, Any]:
     m = model.cfg.width
     w_spec = power(model.W.detach())
@@ -582,6 +584,6 @@ def log_row(
             {k: v for k, v in model.weight_blocks().items() if k in ("W", "U", "a")}, init
         )
     )
-    if cfg.legacy_readouts:
+    if cfg.legacy_readouts and readout:
         row.update(legacy_readouts(stats.z, model.W, m))
     return row
