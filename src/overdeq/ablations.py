@@ -35,6 +35,17 @@ def _grads(model: DEQ) -> dict[str, torch.Tensor]:
     return {k: p.grad.detach().clone() for k, p in model.named_parameters()}
 
 
+def gradient_method_output(model, X, method: str, tol: float, stats: SolveStats):
+    """The outputs whose backward gives E7's gradient of ``method`` at solver tolerance
+    ``tol``: ``released`` (the released Anderson solver and hook, as released but for the
+    tolerance) or ``exact`` (Picard and the exact adjoint)."""
+    if method == "released":
+        solver = replace(LEGACY_SOLVER, tol=tol, max_iter=500)
+        return released_output(model, X, forward=solver, backward=solver, stats=stats)
+    solver = SolverConfig(name="picard", tol=tol, max_iter=5000)
+    return deq_output(model, X, forward=solver, backward=solver, stats=stats)
+
+
 def gradient_error_rows(
     dataset: Dataset,
     *,
@@ -61,13 +72,7 @@ def gradient_error_rows(
         for method in ("released", "exact"):
             stats = SolveStats()
             model.zero_grad()
-            if method == "released":
-                solver = replace(LEGACY_SOLVER, tol=tol, max_iter=500)
-                out = released_output(model, X, forward=solver, backward=solver, stats=stats)
-            else:
-                solver = SolverConfig(name="picard", tol=tol, max_iter=5000)
-                out = deq_output(model, X, forward=solver, backward=solver, stats=stats)
-            loss_of(out).backward()
+            loss_of(gradient_method_output(model, X, method, tol, stats)).backward()
             grads = _grads(model)
             total_err = sum(float((grads[k] - reference[k]).norm() ** 2) for k in grads) ** 0.5
             total_ref = sum(float(reference[k].norm() ** 2) for k in grads) ** 0.5

@@ -109,6 +109,26 @@ class _KnobDefaults:
         return text + ")"
 
 
+_INIT_STDS = (("sigma_w", "W"), ("sigma_u", "U"), ("sigma_a", "a"))
+
+
+def _add_knob(group, name: str, kind, help: str) -> None:
+    """The flag ``--<knob>`` (dashes for underscores), default None: a flag not given leaves
+    the knob to its owner. ``kind``: a parser factory taking the flag's name
+    (``positive_int``, ...), ``int`` or ``str``, a tuple of choices, or ``bool`` for a
+    ``--x/--no-x`` switch."""
+    flag = "--" + name.replace("_", "-")
+    if kind is bool:
+        how = {"action": argparse.BooleanOptionalAction}
+    elif isinstance(kind, (tuple, list, dict)):
+        how = {"choices": list(kind)}
+    elif kind in (int, str):
+        how = {"type": kind}
+    else:
+        how = {"type": kind(flag)}
+    group.add_argument(flag, default=None, help=help, **how)
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     """The flags of ``overdeq train``. A knob's flag is ``--<knob>`` (dashes for underscores)
     with the default None: a flag not given leaves the knob to the mode preset and to the
@@ -143,157 +163,60 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"folder holding raw/ downloads (default: {DataSpec.root})",
     )
-    g.add_argument(
-        "--data-seed", type=int, default=None, help=knob("data_seed", "seed of inputs and labels")
+    groups = {
+        "data": g,
+        "model": p.add_argument_group("model"),
+        "mode": p.add_argument_group("mode and the released code's quirks (each flag flips one)"),
+        "optimisation": p.add_argument_group("optimisation"),
+        "monitoring": p.add_argument_group("monitoring, output, hardware"),
+    }
+    groups["model"].add_argument(
+        "--width", type=positive_int("--width"), default=1000, help="width m"
     )
-
-    g = p.add_argument_group("model")
-    g.add_argument("--width", type=positive_int("--width"), default=1000, help="width m")
-    for name, what in (("sigma_w", "W"), ("sigma_u", "U"), ("sigma_a", "a")):
-        flag = "--" + name.replace("_", "-")
-        g.add_argument(
-            flag,
-            type=positive_float(flag),
-            default=None,
-            help=knob(name, f"{what} ~ N(0, {name}^2)"),
-        )
-    g.add_argument(
-        "--allow-expansive",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=knob("allow_expansive", "paper mode: run even if 2*sigma_w >= 1 (no contraction)"),
-    )
-    g.add_argument(
-        "--seed", type=int, default=None, help=knob("seed", "seed of W, U, a and the biases")
-    )
-
-    g = p.add_argument_group("mode and the released code's quirks (each flag flips one)")
-    g.add_argument(
-        "--mode",
-        choices=list(MODES),
-        default=None,
-        help=knob("mode", "paper: the paper's model and training; legacy: the released code's"),
-    )
-    g.add_argument(
-        "--biases",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=knob("biases", "nn.Linear biases on W, U and the readout"),
-    )
-    g.add_argument(
-        "--width-scale",
-        type=positive_int("--width-scale"),
-        default=None,
-        help=knob(
-            "width_scale",
-            "use 1/sqrt(WIDTH_SCALE) instead of 1/sqrt(width), the released bug",
-        ),
-    )
-    g.add_argument(
-        "--loss",
-        choices=list(LOSSES),
-        default=None,
-        help=knob("loss", "half_sse: 1/2 sum of squares (paper); sse: sum of squares (released)"),
-    )
-    g.add_argument(
-        "--gradient",
-        choices=list(GRADIENTS),
-        default=None,
-        help=knob("gradient", "implicit: the exact implicit gradient; released: the authors' hook"),
-    )
-    g.add_argument(
-        "--legacy-readouts",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=knob("legacy_readouts", "also log the released code's unordered-eig readouts"),
-    )
-
-    g = p.add_argument_group("optimisation")
-    lr = g.add_mutually_exclusive_group()
-    lr.add_argument(
-        "--lr",
-        type=positive_float("--lr"),
-        default=None,
-        help=knob("lr", "fixed step size; without it, calibrated from --lr-scale"),
-    )
-    lr.add_argument(
-        "--lr-scale",
-        type=positive_float("--lr-scale"),
-        default=None,
-        help=knob("lr_scale", "calibrated step = LR_SCALE / lambda_max(Theta_0)"),
-    )
-    g.add_argument(
-        "--steps",
-        type=nonnegative_int("--steps"),
-        default=None,
-        help=knob("steps", "gradient-descent steps"),
-    )
-    g.add_argument(
-        "--solver",
-        choices=list(SOLVERS),
-        default=None,
-        help=knob("solver", "fixed-point solver, forward and adjoint"),
-    )
-    g.add_argument(
-        "--tol",
-        type=positive_float("--tol"),
-        default=None,
-        help=knob("tol", "solver tolerance, forward and adjoint"),
-    )
-    g.add_argument(
-        "--max-iter",
-        type=positive_int("--max-iter"),
-        default=None,
-        help=knob("max_iter", "solver iteration cap, forward and adjoint"),
-    )
-    g.add_argument(
-        "--warm-start",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=knob("warm_start", "start each solve from the last step's solution"),
-    )
-    g.add_argument(
-        "--patience",
-        type=positive_int("--patience"),
-        default=None,
-        help=knob("patience", "consecutive steps with an unconverged solve before 'diverged'"),
-    )
-    g.add_argument(
-        "--floor-stop",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=knob(
-            "floor_stop",
-            "stop once the loss reaches the round-off floor of the precision times the "
-            "initial loss (summary.json: stopped_at_floor)",
-        ),
-    )
-
-    g = p.add_argument_group("monitoring, output, hardware")
-    for name, kind, what in (
-        ("log_every", positive_int, "log every k-th step"),
-        ("audit_every", nonnegative_int, "exact ||W||_2 every k-th log (0: first and last)"),
-        ("readout_every", positive_int, "--legacy-readouts at every k-th log (and first, last)"),
-        ("power_iters", positive_int, "power iterations per logged ||W||_2"),
-        ("checkpoint_every", positive_int, "checkpoint every k-th step"),
-    ):
-        flag = "--" + name.replace("_", "-")
-        g.add_argument(flag, type=kind(flag), default=None, help=knob(name, what))
-    g.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        default=None,
-        help=knob("precision", "parameters' dtype and matmul precision"),
-    )
-    g.add_argument(
-        "--device",
-        default=None,
-        help=knob(
-            "device",
-            "cpu, cuda, cuda:N, or cuda:auto (claim a GPU no other overdeq process holds; "
-            "see overdeq.devices)",
-        ),
-    )
+    groups["lr"] = groups["optimisation"].add_mutually_exclusive_group()
+    # (group, knob, kind, what): kind is a parser factory taking the flag (positive_int, ...),
+    # int or str, a tuple of choices, or bool for a --x/--no-x switch
+    knobs = [
+        ("data", "data_seed", int, "seed of inputs and labels"),
+        *(("model", name, positive_float, f"{w} ~ N(0, {name}^2)") for name, w in _INIT_STDS),
+        ("model", "allow_expansive", bool, "paper mode: run even if 2*sigma_w >= 1 (no "
+         "contraction)"),
+        ("model", "seed", int, "seed of W, U, a and the biases"),
+        ("mode", "mode", MODES, "paper: the paper's model and training; legacy: the released "
+         "code's"),
+        ("mode", "biases", bool, "nn.Linear biases on W, U and the readout"),
+        ("mode", "width_scale", positive_int, "use 1/sqrt(WIDTH_SCALE) instead of "
+         "1/sqrt(width), the released bug"),
+        ("mode", "loss", LOSSES, "half_sse: 1/2 sum of squares (paper); sse: sum of squares "
+         "(released)"),
+        ("mode", "gradient", GRADIENTS, "implicit: the exact implicit gradient; released: the "
+         "authors' hook"),
+        ("mode", "legacy_readouts", bool, "also log the released code's unordered-eig readouts"),
+        ("lr", "lr", positive_float, "fixed step size; without it, calibrated from --lr-scale"),
+        ("lr", "lr_scale", positive_float, "calibrated step = LR_SCALE / lambda_max(Theta_0)"),
+        ("optimisation", "steps", nonnegative_int, "gradient-descent steps"),
+        ("optimisation", "solver", SOLVERS, "fixed-point solver, forward and adjoint"),
+        ("optimisation", "tol", positive_float, "solver tolerance, forward and adjoint"),
+        ("optimisation", "max_iter", positive_int, "solver iteration cap, forward and adjoint"),
+        ("optimisation", "warm_start", bool, "start each solve from the last step's solution"),
+        ("optimisation", "patience", positive_int, "consecutive steps with an unconverged solve "
+         "before 'diverged'"),
+        ("optimisation", "floor_stop", bool, "stop once the loss reaches the round-off floor of "
+         "the precision times the initial loss (summary.json: stopped_at_floor)"),
+        ("monitoring", "log_every", positive_int, "log every k-th step"),
+        ("monitoring", "audit_every", nonnegative_int, "exact ||W||_2 every k-th log (0: first "
+         "and last)"),
+        ("monitoring", "readout_every", positive_int, "--legacy-readouts at every k-th log (and "
+         "first, last)"),
+        ("monitoring", "power_iters", positive_int, "power iterations per logged ||W||_2"),
+        ("monitoring", "checkpoint_every", positive_int, "checkpoint every k-th step"),
+        ("monitoring", "precision", PRECISIONS, "parameters' dtype and matmul precision"),
+        ("monitoring", "device", str, "cpu, cuda, cuda:N, or cuda:auto (claim a GPU no other "
+         "overdeq process holds; see overdeq.devices)"),
+    ]  # fmt: skip
+    for group, name, kind, what in knobs:
+        _add_knob(groups[group], name, kind, knob(name, what))
+    g = groups["monitoring"]
     g.add_argument(
         "--gpu-wait",
         type=positive_float("--gpu-wait"),

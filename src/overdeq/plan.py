@@ -47,15 +47,14 @@ from typing import Any
 
 import torch
 
-from .ablations import REFERENCE_SOLVER, TOLS
-from .config import LEGACY_SOLVER, ConfigError, RunConfig, make_run_config
+from .ablations import REFERENCE_SOLVER, TOLS, gradient_method_output
+from .config import ConfigError, RunConfig, make_run_config
 from .data import DataSpec, load_dataset
-from .implicit import SolveStats, adjoint, deq_output, equilibrium, released_output
+from .implicit import SolveStats, adjoint, equilibrium
 from .model import DEQ, DEQConfig
 from .provenance import device_name
 from .random_deq import default_solver, random_deq_grams
 from .seeding import model_seeds
-from .solvers import SolverConfig
 from .train import CALIBRATION_SOLVER, train
 
 __all__ = [
@@ -543,13 +542,7 @@ def measure_gradient_error_iterations(
     for tol in g.get("tols", TOLS):
         for method in ("released", "exact"):
             stats = SolveStats()
-            if method == "released":
-                solver = replace(LEGACY_SOLVER, tol=tol, max_iter=500)
-                out = released_output(model, X, forward=solver, backward=solver, stats=stats)
-            else:
-                solver = SolverConfig(name="picard", tol=tol, max_iter=5000)
-                out = deq_output(model, X, forward=solver, backward=solver, stats=stats)
-            out.sum().backward()
+            gradient_method_output(model, X, method, tol, stats).sum().backward()
             per_tol.append(stats.forward.iterations + stats.backward.iterations)
     return (float(fwd.iterations), float(bwd.iterations)), [float(i) for i in per_tol]
 
