@@ -9,6 +9,7 @@ workflow expanded (rule ``plan`` writes that JSON from the config); ``overdeq pl
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -83,7 +84,9 @@ def _device(name: str) -> str:
 
 
 def _via_snakemake(configfile: Path) -> int:
-    exe = shutil.which("snakemake")
+    # the environment overdeq runs in first (its rules call `overdeq`), then PATH
+    here = Path(sys.executable).parent
+    exe = shutil.which("snakemake", path=f"{here}{os.pathsep}{os.environ.get('PATH', '')}")
     if exe is None:
         raise ConfigError(
             "--configfile needs snakemake on PATH (the workflow expands the tier's jobs); "
@@ -95,7 +98,8 @@ def _via_snakemake(configfile: Path) -> int:
     # the target first: --configfile and --forcerun each take every word after them
     cmd = [exe, "plan", "--configfile", str(configfile), "--cores", "all", "--forcerun", "plan"]
     print("running: " + " ".join(cmd[1:]), file=sys.stderr)
-    return subprocess.run(cmd, check=False).returncode
+    env = {**os.environ, "PATH": f"{Path(exe).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(cmd, check=False, env=env).returncode
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
