@@ -16,6 +16,7 @@ import re
 import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -691,7 +692,9 @@ def test_a_yaml_error_in_a_configfile_is_named_by_the_checker(tmp_path, repo):
     bad = tmp_path / "mine.yaml"
     bad.write_text("tier: mine\ntraining:\n\tlog_every: 5\n")
     out = subprocess.run(
-        ["python3", str(REPO / "tools" / "check_yaml.py"), str(bad)], capture_output=True, text=True
+        [sys.executable, str(REPO / "tools" / "check_yaml.py"), str(bad)],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 1 and f"{bad}, line 3, column 1" in out.stderr
     assert "replace the tab with spaces" in out.stderr

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check that YAML files parse; a problem names the file, the line and the column.
 
-    python3 tools/check_yaml.py FILE...    one message per file that does not parse; exit 1
+    .venv/bin/python tools/check_yaml.py FILE...    one message per file that does not parse; exit 1
 
 Snakemake 9 reports a config file it cannot parse as "Config file is not valid JSON or YAML"
 and names neither the file nor the line. So the Snakefile checks config/config.yaml with

@@ -25,7 +25,7 @@ say() { printf '[fresh] %s\n' "$*" >&2; }
 
 mounted=()
 cleanup() {
-  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -R -l "${mounted[i]}" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 bind() { mkdir -p "$2"; mount --bind "$1" "$2"; mounted+=("$2"); }
@@ -51,7 +51,9 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   chroot "$root" update-ca-certificates >/dev/null 2>&1
 fi
 mount -t proc proc "$root/proc"; mounted+=("$root/proc")
-bind /sys "$root/sys"
+# recursively, so /sys/fs/cgroup comes along (slurmd's cgroup plugin needs it)
+mkdir -p "$root/sys"; mount --rbind /sys "$root/sys"; mount --make-rslave "$root/sys"
+mounted+=("$root/sys")
 bind /dev "$root/dev"
 bind /dev/pts "$root/dev/pts"
 [ -d /dev/shm ] && bind /dev/shm "$root/dev/shm"
