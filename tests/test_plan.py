@@ -227,6 +227,7 @@ def test_iterations_are_measured_from_small_runs(fake_plan):
     assert set(e3["iterations_by_sigma_w"]) == {"0.2", "0.4"}
 
 
+@pytest.mark.slow  # about 30 s: a real calibration of this device
 def test_cli_writes_the_plan_and_shows_it(tmp_path, capsys):
     jobs = tmp_path / "jobs.json"
     jobs.write_text(json.dumps({**JOBS, "random_deq": {}, "gradient_error": None}))
