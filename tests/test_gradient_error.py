@@ -10,6 +10,7 @@ from overdeq.data import DataSpec
 from overdeq.implicit import GradientTolerance, SolveStats, WarmStart, deq_output
 from overdeq.mixed import MixedConfig
 from overdeq.model import DEQ, DEQConfig
+from overdeq.provenance import config_hash
 from overdeq.solvers import SolverConfig
 from overdeq.train import train
 
@@ -115,6 +116,10 @@ def test_a_run_with_the_certificate_resumes_bit_identically(tmp_path):
 def test_gradient_error_is_checked_and_off_keeps_the_hash():
     base = make_run_config(**SMALL)
     assert make_run_config(**SMALL, gradient_error=None).hash == base.hash
+    d = base.to_dict()  # a run from before the knob (no gradient_error) keeps its identity
+    for key in ("device", "checkpoint_every", "floor_stop", "gradient_error"):
+        d["train"].pop(key)
+    assert base.hash == config_hash(d)
     assert make_run_config(**SMALL, gradient_error=0.1).hash != base.hash
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(ConfigError, match="--gradient-error must be in"):

@@ -150,6 +150,14 @@ def gradient_certificate(
 class GradientTolerance:
     """The adjoint's tolerance chosen each step for a relative gradient error <= ``delta``.
 
+    Why a relative error suffices (docs/science.md, Inexact gradients): for an L-smooth loss
+    with ||grad f||^2 >= 2 mu (f - f*) and a step theta - eta g~ with ||g~ - g|| <= delta ||g||,
+
+        f(t+1) - f* <= (1 - 2 mu eta k) (f(t) - f*),  k = (1 - delta) - (L eta / 2)(1 + delta)^2,
+
+    and for eta <= 1/L, k >= (1 - 4 delta - delta^2) / 2 > 0 whenever delta < sqrt(5) - 2:
+    gradient descent keeps a linear rate, 1 - mu eta (1 - 4 delta - delta^2) at worst.
+
     Each backward pass solves the adjoint to ``tol``, computes the gradient and its
     certificate (:func:`gradient_certificate`). A tolerance tau bounds every rho_i, so it
     certifies C <= tau K with K = s gamma / (1 - gamma) sum_i |r_i| ||V_i|| ||(z_i, x_i)||;
