@@ -208,6 +208,7 @@ def bench(
         "ratio_no_logging": r / p,
         "ratio_logged": rl / p,
         "paper_iters": paper_iters,
+        "epoch_s": {name: list(t) for name, t in times.items()},
         "released_iters": rel_iters,
     }
 
@@ -354,6 +355,9 @@ def main() -> None:
                     f"{it[1]:.1f}, fp32 among them {it[2]:.1f}/{it[3]:.1f}; max certificate "
                     f"{r[f'{name}_max_cert']:.3g}, median adjoint tol {r[f'{name}_median_tol']:.3g}"
                 )
+    for r in rows:  # every timed epoch, to judge the spread behind the medians
+        for name, t in r["epoch_s"].items():
+            print(f"epochs n={r['n']} m={r['m']} {name:>10}: " + " ".join(f"{x:.2f}" for x in t))
     if args.runs:
         n, m = args.run_n or args.n[0], args.run_m or args.m[0]
         c = compare_runs(n, m, args.runs, args.data, args.device, args.gradient_error)
