@@ -19,6 +19,9 @@ With ``--mixed``, a fourth timing: the paper-mode epoch in mixed precision (over
 fp32 residuals and tests, bfloat16 correction sweeps), with ratios float32 / mixed and
 released / mixed. With ``--runs STEPS``, whole calibrated runs through the trainer (logging
 every 10th step), float32 and then mixed, compared by final loss, status and fitted rate.
+With ``--gradient-error DELTA``, two more epoch timings: float32 and mixed with the adjoint
+solved only as tightly as a certified relative gradient error DELTA needs
+(implicit.GradientTolerance), and the ``--runs`` comparison trains those too.
 The ratios are released / paper (higher is better for paper mode). Dense eig at large m is
 slow, so ``--logged-epochs`` (default 2) times fewer epochs for that variant.
 """
@@ -38,7 +41,13 @@ from _timing import interleaved, timings  # benchmarks/_timing.py (this folder i
 
 from overdeq.config import LEGACY_SOLVER, TrainConfig, make_run_config
 from overdeq.data import DataSpec, load_dataset
-from overdeq.implicit import SolveStats, WarmStart, deq_output, released_output
+from overdeq.implicit import (
+    GradientTolerance,
+    SolveStats,
+    WarmStart,
+    deq_output,
+    released_output,
+)
 from overdeq.mixed import MixedConfig
 from overdeq.model import DEQ
 from overdeq.monitor import PowerNorm, legacy_readouts
@@ -57,22 +66,26 @@ def _paper_stepper(
     lr: float,
     m: int,
     mixed: MixedConfig | None,
-) -> tuple[Callable[[], None], dict[str, list[int]]]:
+    tolerance: GradientTolerance | None = None,
+) -> tuple[Callable[[], None], dict[str, list[float]]]:
     """One paper-mode GD epoch with its per-epoch monitoring, and the solvers' counts.
 
     ``iters``: map applications of the forward and adjoint solves, and (mixed) the fp32
-    evaluations among them.
+    evaluations among them; with ``tolerance`` also each step's gradient-error certificate
+    (``cert``) and adjoint tolerance (``tol``).
     """
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     init = {k: v.detach().clone() for k, v in model.weight_blocks().items()}
     warm, power = WarmStart(), PowerNorm(m, iters=cfg.power_iters)
-    iters: dict[str, list[int]] = {"fwd": [], "bwd": [], "fwd_fp32": [], "bwd_fp32": []}
+    iters: dict[str, list[float]] = {"fwd": [], "bwd": [], "fwd_fp32": [], "bwd_fp32": []}
+    if tolerance is not None:
+        iters.update(cert=[], tol=[])
 
     def step() -> None:
         stats = SolveStats()
         out = deq_output(
             model, X, forward=cfg.forward, backward=cfg.backward, warm=warm, stats=stats,
-            mixed=mixed,
+            mixed=mixed, tolerance=tolerance,
         )  # fmt: skip
         loss = 0.5 * ((out - y) ** 2).sum()
         log_row(model, stats, init, power, float(loss.detach()), 0, False, cfg)
@@ -82,6 +95,9 @@ def _paper_stepper(
         for key, res in (("fwd", stats.forward), ("bwd", stats.backward)):
             iters[key].append(res.iterations)
             iters[f"{key}_fp32"].append(res.iterations - res.low_iterations)
+        if tolerance is not None:
+            iters["cert"].append(stats.extra["gradient_certificate"])
+            iters["tol"].append(stats.extra["adjoint_tol"])
 
     return step, iters
 
@@ -98,6 +114,7 @@ def bench(
     data: str,
     paper_lr: str,
     mixed: bool = False,
+    gradient_error: float | None = None,
 ) -> dict:
     dev = torch.device(device)
     dtype = set_precision(precision)
@@ -121,6 +138,14 @@ def bench(
     if mixed:  # the same epoch with bfloat16 corrections (overdeq.mixed), same process
         mmodel = DEQ(model_cfg, seeds=seeds, dtype=dtype, device=dev)
         steps["mixed"], miters = _paper_stepper(mmodel, X, y, cfg, lr, m, MixedConfig())
+    counted = [iters, *([miters] if mixed else [])]
+    certified: dict[str, dict[str, list[float]]] = {}
+    if gradient_error is not None:  # the adjoint only as tight as the gradient needs
+        for name, mcfg in (("fp32_cert", None), ("mixed_cert", MixedConfig())):
+            cmodel = DEQ(model_cfg, seeds=seeds, dtype=dtype, device=dev)
+            tol = GradientTolerance(gradient_error, floor=cfg.backward.tol)
+            steps[name], certified[name] = _paper_stepper(cmodel, X, y, cfg, lr, m, mcfg, tol)
+        counted += list(certified.values())
 
     # --- released algorithm -----------------------------------------------------------
     legacy = DEQ(replace(model_cfg, biases=True), seeds=seeds, dtype=dtype, device=dev)
@@ -142,7 +167,7 @@ def bench(
     steps["released"] = lambda: released_step(False)
     # Each variant warms up, then they take turns, so a drifting load hits all alike.
     interleaved(steps, warmup, dev)
-    for counts in (iters, liters, *([miters] if mixed else [])):
+    for counts in (liters, *counted):
         for key in counts:
             counts[key].clear()
     times = interleaved(steps, epochs, dev)
@@ -155,12 +180,20 @@ def bench(
             "mixed_s": statistics.median(times["mixed"]),
             "mixed_iters": tuple(statistics.mean(miters[k]) for k in miters),
         }
+    for name, counts in certified.items():
+        mixed_row[f"{name}_s"] = statistics.median(times[name])
+        mixed_row[f"{name}_iters"] = tuple(
+            statistics.mean(counts[k]) for k in ("fwd", "bwd", "fwd_fp32", "bwd_fp32")
+        )
+        mixed_row[f"{name}_max_cert"] = max(counts["cert"])
+        mixed_row[f"{name}_median_tol"] = statistics.median(counts["tol"])
     logged = timings(lambda: released_step(True), logged_epochs, dev) or [math.nan]
 
     p, r, rl = (statistics.median(t) for t in (paper, released, logged))
-    if mixed_row:
-        mixed_row["x_fp32_over_mixed"] = p / mixed_row["mixed_s"]
-        mixed_row["x_released_over_mixed"] = r / mixed_row["mixed_s"]
+    for name in ("mixed", *certified):
+        if f"{name}_s" in mixed_row:
+            mixed_row[f"x_fp32_over_{name}"] = p / mixed_row[f"{name}_s"]
+            mixed_row[f"x_released_over_{name}"] = r / mixed_row[f"{name}_s"]
     return {
         **mixed_row,
         "n": n,
@@ -175,32 +208,42 @@ def bench(
         "ratio_no_logging": r / p,
         "ratio_logged": rl / p,
         "paper_iters": paper_iters,
+        "epoch_s": {name: list(t) for name, t in times.items()},
         "released_iters": rel_iters,
     }
 
 
-def compare_runs(n: int, m: int, steps: int, data: str, device: str) -> dict:
+def compare_runs(
+    n: int, m: int, steps: int, data: str, device: str, gradient_error: float | None = None
+) -> dict:
     """(c) Whole calibrated paper-mode runs (the trainer, log every 10th step), float32
-    against mixed, one after the other in this process: final loss, status, rate, time."""
-    out = {}
-    for precision in ("float32", "mixed"):
+    against mixed (and with ``gradient_error`` both with the certified adjoint tolerance),
+    one after the other in this process: final loss, status, rate, time."""
+    variants = {"float32": ("float32", None), "mixed": ("mixed", None)}
+    if gradient_error is not None:
+        variants.update(
+            float32_cert=("float32", gradient_error), mixed_cert=("mixed", gradient_error)
+        )
+    out: dict = {}
+    for name, (precision, ge) in variants.items():
         run = make_run_config(
             data=DataSpec(data, n=n), width=m, steps=steps, log_every=10,
-            precision=precision, device=device,
+            precision=precision, device=device, gradient_error=ge,
         )  # fmt: skip
         t0 = time.perf_counter()
         s = train(run).summary
-        out[precision] = {
+        a, f = out.get("float32", {}).get("final_loss"), s["final_loss"]
+        out[name] = {
             "wall_s": time.perf_counter() - t0,
             **{k: s[k] for k in ("status", "final_loss", "initial_loss", "rate")},
             **{k: s[k] for k in ("mean_fwd_iters", "mean_bwd_iters")},
+            "certificate": s.get("gradient_error"),
+            "final_loss_rel_diff": abs(a - f) / abs(a) if a else 0.0,
+            "rate_rel_diff": abs(out.get("float32", {}).get("rate", s["rate"]) - s["rate"])
+            / s["rate"],
         }
-    a, b = out["float32"]["final_loss"], out["mixed"]["final_loss"]
-    out["final_loss_rel_diff"] = abs(a - b) / abs(a) if a else math.nan
-    out["rate_rel_diff"] = (
-        abs(out["float32"]["rate"] - out["mixed"]["rate"]) / out["float32"]["rate"]
-    )
-    out["x_time"] = out["float32"]["wall_s"] / out["mixed"]["wall_s"]
+    for name in out:
+        out[name]["x_time"] = out["float32"]["wall_s"] / out[name]["wall_s"]
     return out
 
 
@@ -233,6 +276,14 @@ def main() -> None:
         metavar="STEPS",
         help="also train whole calibrated runs of STEPS steps, float32 against mixed",
     )
+    ap.add_argument(
+        "--gradient-error",
+        type=float,
+        default=None,
+        metavar="DELTA",
+        help="also time (and with --runs, train) float32 and mixed with the adjoint solved "
+        "only as tightly as a certified relative gradient error DELTA needs",
+    )
     ap.add_argument("--run-n", type=int, default=None, help="n of those runs (default: --n)")
     ap.add_argument("--run-m", type=int, default=None, help="m of those runs (default: --m)")
     ap.add_argument(
@@ -260,6 +311,7 @@ def main() -> None:
             args.data,
             lr,
             args.mixed,
+            args.gradient_error,
         )
         for n in args.n
         for m in args.m
@@ -292,21 +344,32 @@ def main() -> None:
                 f"{r['x_released_over_mixed']:.2f}; map applications fwd/bwd {it[0]:.1f}/"
                 f"{it[1]:.1f}, fp32 among them {it[2]:.1f}/{it[3]:.1f}"
             )
+        for name in ("fp32_cert", "mixed_cert"):
+            if f"{name}_s" in r:
+                it = r[f"{name}_iters"]
+                print(
+                    f"{name} (gradient error {args.gradient_error}) n={r['n']} m={r['m']} "
+                    f"lr={r['lr']}: {1e3 * r[f'{name}_s']:.1f} ms; x vs float32 "
+                    f"{r[f'x_fp32_over_{name}']:.2f}, x vs released "
+                    f"{r[f'x_released_over_{name}']:.2f}; map applications fwd/bwd {it[0]:.1f}/"
+                    f"{it[1]:.1f}, fp32 among them {it[2]:.1f}/{it[3]:.1f}; max certificate "
+                    f"{r[f'{name}_max_cert']:.3g}, median adjoint tol {r[f'{name}_median_tol']:.3g}"
+                )
+    for r in rows:  # every timed epoch, to judge the spread behind the medians
+        for name, t in r["epoch_s"].items():
+            print(f"epochs n={r['n']} m={r['m']} {name:>10}: " + " ".join(f"{x:.2f}" for x in t))
     if args.runs:
         n, m = args.run_n or args.n[0], args.run_m or args.m[0]
-        c = compare_runs(n, m, args.runs, args.data, args.device)
-        for p in ("float32", "mixed"):
-            r = c[p]
+        c = compare_runs(n, m, args.runs, args.data, args.device, args.gradient_error)
+        for p, r in c.items():
             print(
-                f"{args.runs}-step run n={n} m={m} {p:>7}: {r['wall_s']:.1f} s, status "
+                f"{args.runs}-step run n={n} m={m} {p:>12}: {r['wall_s']:.1f} s, status "
                 f"{r['status']}, final loss {r['final_loss']:.6e} (initial "
                 f"{r['initial_loss']:.6e}), rate {r['rate']:.6f}, iterations fwd/bwd "
-                f"{r['mean_fwd_iters']:.2f}/{r['mean_bwd_iters']:.2f}"
+                f"{r['mean_fwd_iters']:.2f}/{r['mean_bwd_iters']:.2f}; vs float32: final loss "
+                f"{r['final_loss_rel_diff']:.2e}, rate {r['rate_rel_diff']:.2e}, time x "
+                f"{r['x_time']:.2f}; certificate {r['certificate']}"
             )
-        print(
-            f"final loss relative difference {c['final_loss_rel_diff']:.2e}, rate relative "
-            f"difference {c['rate_rel_diff']:.2e}, run time x {c['x_time']:.2f}"
-        )
     print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 

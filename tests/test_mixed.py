@@ -125,9 +125,9 @@ def test_floor_stop_off_runs_every_step_and_keeps_the_hash():
     off = make_run_config(**SMALL, steps=30)
     assert off == make_run_config(**SMALL, steps=30, floor_stop=False)
     assert off.hash != make_run_config(**SMALL, steps=30, floor_stop=True).hash
-    # a run from before the knob existed (no floor_stop in its dict) keeps its identity
+    # a run from before the knobs existed (no floor_stop in its dict) keeps its identity
     d = off.to_dict()
-    for key in ("device", "checkpoint_every", "floor_stop", "readout_every"):
+    for key in ("device", "checkpoint_every", "floor_stop", "readout_every", "gradient_error"):
         d["train"].pop(key)
     assert off.hash == config_hash(d)
     s = train(off).summary

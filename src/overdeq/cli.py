@@ -201,6 +201,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         ("optimisation", "warm_start", bool, "start each solve from the last step's solution"),
         ("optimisation", "patience", positive_int, "consecutive steps with an unconverged solve "
          "before 'diverged'"),
+        ("optimisation", "gradient_error", positive_float, "paper mode: solve the adjoint only "
+         "as tightly as a certified relative gradient error <= this needs (< 0.236 keeps "
+         "the linear rate; summary.json: gradient_error)"),
         ("optimisation", "floor_stop", bool, "stop once the loss reaches the round-off floor of "
          "the precision times the initial loss (summary.json: stopped_at_floor)"),
         ("monitoring", "log_every", positive_int, "log every k-th step"),

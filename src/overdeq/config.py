@@ -76,6 +76,9 @@ class TrainConfig:
     # or below the round-off floor of the precision (theory.FLOORS) times the initial loss.
     floor_stop: bool = False
     readout_every: int = 1  # legacy_readouts at every k-th log (and the first and last)
+    # Solve the adjoint only as tightly as a certified relative gradient error <= this needs
+    # (implicit.GradientTolerance; the backward tolerance is the tightest it goes). None: off.
+    gradient_error: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -99,6 +102,18 @@ class TrainConfig:
                         f"the {which} solver is {solver.name!r}: use --solver picard, or "
                         "--precision float32 for that solver"
                     )
+        if self.gradient_error is not None:
+            if not 0 < self.gradient_error < 1:
+                raise ConfigError(
+                    f"--gradient-error must be in (0, 1) (a relative gradient error), got "
+                    f"{self.gradient_error}; below sqrt(5) - 2 = 0.236 gradient descent keeps "
+                    "a linear rate (docs/science.md, Inexact gradients)"
+                )
+            if self.gradient != "implicit":
+                raise ConfigError(
+                    "--gradient-error certifies the exact implicit gradient's adjoint; with "
+                    f"--gradient {self.gradient} drop it or use --gradient implicit"
+                )
         if self.audit_every < 0:
             raise ConfigError(f"--audit-every must be >= 0, got {self.audit_every}")
         if self.log_every < 1:
@@ -138,7 +153,7 @@ class RunConfig:
         return config_hash(d)
 
 
-_LATER_KNOBS: dict[str, Any] = {"floor_stop": False, "readout_every": 1}
+_LATER_KNOBS: dict[str, Any] = {"floor_stop": False, "readout_every": 1, "gradient_error": None}
 
 
 LEGACY_SOLVER = SolverConfig(

@@ -30,7 +30,14 @@ import torch
 
 from .config import ConfigError, RunConfig, TrainConfig
 from .data import Dataset, load_dataset
-from .implicit import SolveStats, WarmStart, deq_output, equilibrium, released_output
+from .implicit import (
+    GradientTolerance,
+    SolveStats,
+    WarmStart,
+    deq_output,
+    equilibrium,
+    released_output,
+)
 from .io import atomic_torch_save, write_csv
 from .kernels import lambda_star
 from .mixed import MixedConfig
@@ -336,6 +343,10 @@ class _Run:
             self.fwd_kwargs["warm"] = self.warm if cfg.warm_start else None
             if cfg.precision == "mixed":  # bfloat16 corrections, fp32 tests (overdeq.mixed)
                 self.fwd_kwargs["mixed"] = MixedConfig()
+        self.tolerance: GradientTolerance | None = None
+        if cfg.gradient == "implicit" and cfg.gradient_error is not None:
+            self.tolerance = GradientTolerance(cfg.gradient_error, floor=cfg.backward.tol)
+            self.fwd_kwargs["tolerance"] = self.tolerance
         self.history: list[dict[str, Any]] = []
         self.t, self.unconverged, self.elapsed_before = 0, 0, 0.0
         self.resumed_from: int | None = None
@@ -357,6 +368,8 @@ class _Run:
         self.model.load_state_dict(state["params"])
         self.warm.load_state_dict(state["warm"], self.device)
         self.power.load_state_dict(state["power"])
+        if self.tolerance is not None:
+            self.tolerance.load_state_dict(state.get("gradient_tolerance"))
         self.history, self.t = state["history"], state["step"]
         self.unconverged, self.elapsed_before = state["unconverged"], state["elapsed"]
         self.calib = state["calib"]
@@ -429,6 +442,8 @@ class _Run:
                 bwd_residual=stats.backward.residual,
                 bwd_converged=int(bwd_ok),
             )
+            if "gradient_certificate" in stats.extra:  # in the checkpoint's history only
+                row.update({k: stats.extra[k] for k in ("gradient_certificate", "adjoint_tol")})
         self.unconverged = 0 if (fwd_ok and bwd_ok) else self.unconverged + 1
         if self.unconverged >= cfg.patience:
             which = "forward" if not fwd_ok else "backward"
@@ -494,6 +509,9 @@ class _Run:
                 "params": self.model.state_dict(),
                 "warm": self.warm.state_dict(),
                 "power": self.power.state_dict(),
+                "gradient_tolerance": None
+                if self.tolerance is None
+                else self.tolerance.state_dict(),
                 "history": self.history,
                 "unconverged": self.unconverged,
                 "segments": self._all_segments(),
@@ -544,6 +562,8 @@ class _Run:
         )
         summary["tags"] = dict(tags or {})
         summary["stopped_at_floor"] = self._floor_step()
+        if self.tolerance is not None:  # the gradient-error certificate, over the whole run
+            summary["gradient_error"] = self.tolerance.summary()
         if self.out is not None and self.ended is None:
             self.checkpoint(ended=(self.status, self.reason))
         return write_final(
