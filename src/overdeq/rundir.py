@@ -303,32 +303,36 @@ def load_checkpoint(
             raise
         clear_run(ckpt.parent, str(exc).split(". ")[0])
         return None
+    # the first reason to refuse it: (the error, what --overwrite says it removes it for)
+    refusal: tuple[Exception, str] | None = None
     if state.get("format") != CHECKPOINT_FORMAT:
-        if not overwrite:
-            raise ConfigError(
+        refusal = (
+            ConfigError(
                 f"{ckpt} was written by another version of overdeq (checkpoint format "
                 f"{state.get('format')}, this version reads {CHECKPOINT_FORMAT}). Pass "
                 "--overwrite to start over there, or use another --out."
-            )
-        clear_run(ckpt.parent, f"{ckpt.name} has checkpoint format {state.get('format')}")
-        return None
-    if state.get("config_hash") != rhash:
-        if not overwrite:
-            raise ConfigError(
+            ),
+            f"{ckpt.name} has checkpoint format {state.get('format')}",
+        )
+    elif state.get("config_hash") != rhash:
+        refusal = (
+            ConfigError(
                 f"{ckpt} was written by a different configuration (hash "
                 f"{state.get('config_hash')} there, {rhash} now). Choose another --out, or "
                 "pass --overwrite to start this configuration from scratch there."
-            )
-        clear_run(ckpt.parent, f"{ckpt.name} belongs to another configuration")
-        return None
-    problem = _mismatch(state, shapes)
-    if problem is not None:
+            ),
+            f"{ckpt.name} belongs to another configuration",
+        )
+    elif (problem := _mismatch(state, shapes)) is not None:
         message = (
             f"{ckpt} does not fit this run ({problem}): it is damaged or was edited. "
             + _way_out(ckpt)
         )
-        if not overwrite:
-            raise CheckpointError(message)
-        clear_run(ckpt.parent, message.split(". ")[0])
-        return None
-    return state
+        refusal = (CheckpointError(message), message.split(". ")[0])
+    if refusal is None:
+        return state
+    error, reason = refusal
+    if not overwrite:
+        raise error
+    clear_run(ckpt.parent, reason)
+    return None
