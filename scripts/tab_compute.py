@@ -24,6 +24,8 @@
 # Outputs: `paper/generated/tab_compute.tex` and `.html`, `results/<tier>/values/tab_compute.json`.
 
 # %%
+import re
+
 import pandas as pd
 
 from overdeq.values import latex_number
@@ -67,25 +69,48 @@ LABELS = {
     "E7": "E7 ablation runs",
     "E7-gradient": "E7 gradient error",
 }
+# %% [markdown]
+# A benchmark file holds the job's last execution only. When a training job is redone (its
+# command changed, say) and finds its run already finished, it records a second or two of
+# checking; the run's own wall time (`wall_time_s` in its provenance) is then the real cost,
+# so a training job counts the larger of the two.
+
+# %%
+TRAIN_JOB = re.compile(r"(?:^|/)train/(.+?)(?:\.tsv)?$")  # train/<data>/<setting>/m<w>/seed<s>
+RUN_SECONDS = {
+    TRAIN_JOB.search(str(run)).group(1): float(wall)
+    for run, wall in zip(runs["run"], runs["wall_time_s"], strict=True)
+    if TRAIN_JOB.search(str(run)) and pd.notna(wall)
+}
+
+
+def job_seconds(path: str, bench: pd.DataFrame) -> float:
+    seconds = float(bench["s"].sum())
+    if match := TRAIN_JOB.search(str(path)):
+        seconds = max(seconds, RUN_SECONDS.get(match.group(1), 0.0))
+    return seconds
+
+
 rows, total = [], 0.0
 for key, files in GROUPS.items():
-    frames = [read_table(f) for f in files]
-    bench = pd.concat(frames, ignore_index=True)
-    seconds = float(bench["s"].sum())
+    frames = {f: read_table(f) for f in files}
+    per_job = [job_seconds(f, b) for f, b in frames.items()]
+    seconds = sum(per_job)
     total += seconds
     rows.append(
         [
             LABELS.get(key, key),
             latex_number(len(files)),
             latex_number(seconds, 3),
-            latex_number(float(bench["s"].max()), 3),
-            latex_number(float(bench["max_rss"].max()), 3),
+            latex_number(max(per_job), 3),
+            latex_number(float(pd.concat(frames.values())["max_rss"].max()), 3),
         ]
     )
 columns = ["experiment", "jobs", "total s", "longest job s", "peak RSS MB"]
 table = latex_table(columns, rows, align="lrrrr", caption_comment="made by scripts/tab_compute.py")
 caption = (
-    "Snakemake's measurements of every job (wall seconds, peak resident memory), by experiment."
+    "Snakemake's measurements of every job (wall seconds, peak resident memory), by experiment; "
+    "a training job redone on a finished run counts the run's own wall time."
 )
 page = html_page("Compute", html_table(columns, rows, align="lrrrr", caption=caption))
 job.save_table(table, page)
