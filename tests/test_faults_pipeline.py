@@ -10,7 +10,6 @@ folder lock, --out, checkpoints) are in the tests of `overdeq train`.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import re
 import runpy
@@ -35,19 +34,10 @@ from overdeq.io import ResultFileError, read_csv, read_json, read_table, write_c
 from overdeq.model import DEQConfig
 
 from data_fixtures import http_server, no_internet, pin_for, tiny_mnist  # noqa: F401
-from workflow_helpers import REPO, run_snakemake, scratch_repo
+from workflow_helpers import REPO, run_snakemake, scratch_repo, snapshot
 
 TINY = REPO / "tests" / "workflow" / "tiny.yaml"
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file under ``root`` -> the SHA-256 of its bytes."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def run(capsys, *argv) -> tuple[int, str]:

@@ -9,7 +9,6 @@ computed changed (a snapshot of the run folder before and after).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -31,7 +30,7 @@ from overdeq import DataSpec, cli, make_run_config, preflight, train
 from overdeq.io import read_csv
 from overdeq.preflight import DIMS, LOCK_NAME, OWNER_NAME, run_lock, training_bytes
 
-from workflow_helpers import BIN, REPO, workflow_env
+from workflow_helpers import BIN, REPO, snapshot, workflow_env
 
 # A run of a few seconds at most: 6 rows of the identity, width 16, 6 steps.
 SMALL = ["--n", "6", "--width", "16", "--steps", "6", "--log-every", "2"]
@@ -42,15 +41,6 @@ def small_run(width: int = 16, **knobs):
     """The RunConfig ``overdeq train SMALL`` builds (same hash), for library-level faults."""
     knobs = {"steps": 6, "log_every": 2, "checkpoint_every": 2, **knobs}
     return make_run_config(data=DataSpec(name="identity", n=6), width=width, **knobs)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file under ``root`` -> the SHA-256 of its bytes."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def run(capsys, *argv) -> tuple[int, str]:

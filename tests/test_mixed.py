@@ -148,12 +148,13 @@ def test_released_gradient_under_mixed_runs_in_float32():
     assert a["final_loss"] == b["final_loss"]
 
 
-def test_warm_started_mixed_steps_stay_converged():
+def _mixed_sgd_steps(steps: int, lr: float) -> list[SolveStats]:
+    """The solver statistics of ``steps`` warm-started mixed-precision SGD steps."""
     model, X = _model()
     y = torch.linspace(-1, 1, X.shape[0])
-    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
-    warm = WarmStart()
-    for _ in range(5):
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    warm, out_stats = WarmStart(), []
+    for _ in range(steps):
         stats = SolveStats()
         out = deq_output(
             model, X, forward=SOLVER, backward=SOLVER, warm=warm, stats=stats, mixed=MixedConfig()
@@ -161,6 +162,12 @@ def test_warm_started_mixed_steps_stay_converged():
         opt.zero_grad()
         (0.5 * ((out - y) ** 2).sum()).backward()
         opt.step()
+        out_stats.append(stats)
+    return out_stats
+
+
+def test_warm_started_mixed_steps_stay_converged():
+    for stats in _mixed_sgd_steps(5, lr=1e-2):
         assert stats.forward.converged and stats.backward.converged
 
 
@@ -175,18 +182,8 @@ def test_a_mixed_run_resumes_bit_identically(tmp_path):
 
 def test_later_steps_start_from_the_last_evaluation():
     """With the state of the last step, a forward solve needs a single fp32 evaluation."""
-    model, X = _model()
-    y = torch.linspace(-1, 1, X.shape[0])
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    warm, fp32_evals = WarmStart(), []
-    for _ in range(4):
-        stats = SolveStats()
-        out = deq_output(
-            model, X, forward=SOLVER, backward=SOLVER, warm=warm, stats=stats, mixed=MixedConfig()
-        )
-        opt.zero_grad()
-        (0.5 * ((out - y) ** 2).sum()).backward()
-        opt.step()
+    fp32_evals = []
+    for stats in _mixed_sgd_steps(4, lr=1e-3):
         fp32_evals.append(stats.forward.iterations - stats.forward.low_iterations)
         assert stats.forward.converged and stats.backward.converged
     assert fp32_evals[0] >= 2 and fp32_evals[-1] == 1

@@ -3,6 +3,7 @@ which the rules find this environment's `overdeq` and `snakemake`."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -11,6 +12,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` -> the SHA-256 of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def workflow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
