@@ -99,6 +99,12 @@ fi
 # tools/tex-requirements.txt; tools/tex-probe.sh checks every file and compiles the paper's
 # preamble. A stamp records a passing probe for this table, preamble and set of installed
 # package versions, so the second run costs a dpkg query instead of a LaTeX run.
+# Debian packages, only as root: what both system sections below install with
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+apt_install() {  # packages, without Recommends (lmodern is a Recommends: it is listed itself)
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 tex_packages=$(awk '!/^#/ && NF == 2 {print $2}' tools/tex-requirements.txt | sort -u | tr '\n' ' ')
 tex_stamp="$venv/.overdeq-tex"
 tex_fingerprint() {
@@ -112,12 +118,10 @@ if [ "$want_tex" = 1 ]; then
   elif tools/tex-probe.sh 2>/dev/null; then
     say "TeX Live + latexmk present (the paper's preamble compiles)"
     tex_fingerprint > "$tex_stamp"
-  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  elif can_apt; then
     say "installing TeX Live + latexmk from Debian packages (about a minute): $tex_packages"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
     # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $tex_packages >/dev/null
+    apt_install $tex_packages
     if ! tools/tex-probe.sh; then
       say "error: TeX packages were installed but the paper's preamble still does not build"
       say "       (above: what is missing); add its package to tools/tex-requirements.txt"
@@ -159,11 +163,9 @@ if [ "$want_browser" = 1 ]; then
   elif command -v chromium >/dev/null 2>&1 && browser_works; then
     say "Chromium present (headless start works)"
     browser_fingerprint > "$browser_stamp"
-  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  elif can_apt; then
     say "installing Chromium from Debian packages (about a minute, ~400 MB): $browser_package"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "$browser_package" >/dev/null
+    apt_install "$browser_package"
     if ! browser_works; then
       say "error: $browser_package was installed but 'chromium --headless' does not render a page"
       exit 1
