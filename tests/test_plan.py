@@ -62,6 +62,17 @@ def test_mixed_precision_moves_the_bulk_to_bf16_and_keeps_the_total():
         P.train_work(_run(), 50, 50, IT, "half")
 
 
+def test_mixed_precision_leaves_the_released_gradient_in_float32():
+    # The trainer solves only the implicit gradient by defect correction; a legacy run under
+    # compute.precision mixed is a float32 run, and the plan must not count it as bf16.
+    run = _run(mode="legacy", lr=1e-6)
+    mixed = P.train_work(run, 50, 50, IT, "mixed")
+    fp32 = P.train_work(run, 50, 50, IT, "float32")
+    for part in ("steps", "logging"):
+        assert "gemm:bf16" not in mixed[part].amounts
+        assert mixed[part].amounts == fp32[part].amounts
+
+
 def test_log_and_audit_counts_are_those_of_a_real_run():
     run = make_run_config(
         data=DataSpec("identity", n=8),

@@ -261,7 +261,8 @@ def equilibrium(
         start = z0 if z0 is not None else X.new_zeros(X.shape[0], model.cfg.width)
         if mixed is not None:
             W = model.W.detach()
-            f, corr = forward_maps(W, inj, model.scale, cfg.tol, mixed, last)
+            w_low = state.low_weight(W, mixed.low) if state is not None else None
+            f, corr = forward_maps(W, inj, model.scale, cfg.tol, mixed, last, w_low)
             seed = forward_start(state, W, inj, model.scale, mixed, last) if state else None
             if seed is not None:
                 start = seed[0]
@@ -307,7 +308,8 @@ def _adjoint(
         start = v0 if v0 is not None else a_row.expand(mask.shape[0], -1).clone()
         if mixed is not None:
             last: dict[str, Tensor] = {}
-            g_map, corr = adjoint_maps(W, a_row, mask, s, cfg.tol, mixed, last)
+            w_low = state.low_weight(W, mixed.low) if state is not None else None
+            g_map, corr = adjoint_maps(W, a_row, mask, s, cfg.tol, mixed, last, w_low)
             seed = adjoint_start(state, W, a_row, mask, s, mixed) if state else None
             if seed is not None:
                 start = seed[0]
@@ -408,7 +410,10 @@ def _certified_adjoint(
         results = [res]
         while True:
             out = grads(V)
-            g_norm = math.sqrt(sum(float(g.square().sum()) for g in out[1:] if g is not None))
+            # (the norms without a squared copy of the (m, m) block)
+            g_norm = math.hypot(
+                *(float(torch.linalg.vector_norm(g)) for g in out[1:] if g is not None)
+            )
             _, cert = gradient_certificate(r, V, res.per_sample, feats, s, gamma, g_norm)
             tau_star = _tau_star(tolerance.delta, g_norm, r, V, feats, s, gamma)
             if cert <= tolerance.delta or tol <= tolerance.floor:

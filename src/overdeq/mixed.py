@@ -95,19 +95,23 @@ def _sweeps(
     step: Callable[[Tensor], Tensor], delta: Tensor, scale: Tensor, target: float,
     mcfg: MixedConfig, budget: int,
 ) -> tuple[Tensor, int]:  # fmt: skip
-    """Iterate delta <- step(delta) until the increment (relative to ``scale``) is small."""
-    sweeps, last, floor = 0, math.inf, 0.0
+    """Iterate delta <- step(delta) until the increment (relative to ``scale``) is small.
+
+    ``delta`` is the sweeps' own: each increment step(delta) - delta is formed in the buffer
+    of the iterate it replaces. Returns the last step value and the number of sweeps.
+    """
+    sweeps, last, floor, new = 0, math.inf, 0.0, delta
     while sweeps < min(budget, mcfg.max_sweeps):
         new = step(delta)
         sweeps += 1
-        inc = float(((new - delta).norm(dim=1) / scale).max())
-        delta = new
+        inc = float((torch.sub(new, delta, out=delta).norm(dim=1) / scale).max())
         if sweeps == 1:  # round-off of one low-precision sweep, relative to the correction
             floor = torch.finfo(mcfg.low).eps * inc
         if not math.isfinite(inc) or inc <= max(target, floor) or inc > mcfg.stall * last:
-            break
+            return new, sweeps
         last = inc
-    return delta, sweeps
+        delta = new
+    return new, sweeps
 
 
 @dataclass
@@ -136,10 +140,25 @@ class MixedState:
     v: Tensor | None = None  # (n, m) adjoint: the last iterate evaluated in fp32
     p: Tensor | None = None  # (n, m) ... and its product (v * mask) W_old
     dw: Tensor | None = None  # (m, m) low precision: W - W_old, set by forward_start
+    # W in the low precision, for the solves of one step (both read the same W): kept with
+    # the identity of the W it was rounded from (storage, in-place version counter, dtype).
+    w_low: Tensor | None = None
+    w_low_of: tuple | None = None
+
+    def low_weight(self, W: Tensor, low: torch.dtype) -> Tensor:
+        """W rounded to ``low``, once per value of W (an optimizer step changes its version)."""
+        key = (W.data_ptr(), W._version, W.shape, low)
+        if self.w_low_of != key:
+            self.w_low, self.w_low_of = _round_into(self.w_low, W, low), key
+        return self.w_low
 
     def record_forward(self, W: Tensor, inj: Tensor, last: dict[str, Tensor]) -> None:
         """Keep the weights and the last fp32 evaluation of a forward solve."""
-        self.W, self.inj, self.z, self.h = W.detach().clone(), inj, last["z"], last["h"]
+        if self.W is not None and self.W.shape == W.shape and self.W.dtype == W.dtype:
+            self.W.copy_(W)  # in place: no new (m, m) buffer each step
+        else:
+            self.W = W.detach().clone()
+        self.inj, self.z, self.h = inj, last["z"], last["h"]
 
     def record_adjoint(self, mask: Tensor, last: dict[str, Tensor]) -> None:
         """Keep the activity and the last fp32 evaluation of an adjoint solve."""
@@ -164,12 +183,48 @@ class MixedState:
         return True
 
 
+def _round_into(buffer: Tensor | None, x: Tensor, low: torch.dtype) -> Tensor:
+    """x rounded to ``low``, into ``buffer`` when it fits (no new (m, m) tensor each step)."""
+    if (
+        buffer is None
+        or buffer.shape != x.shape
+        or buffer.dtype != low
+        or buffer.device != x.device
+    ):
+        return x.to(low)
+    return buffer.copy_(x)
+
+
+class _Buffers:
+    """The buffers of one correction's sweeps, allocated once (a fresh (n, m) tensor per
+    sweep costs page faults on a CPU that can exceed the arithmetic of the sweep): the
+    iterate and the product in the low precision, and two full-precision buffers that take
+    turns holding the step value (never the one the sweep reads)."""
+
+    def __init__(self, like: Tensor, low: torch.dtype) -> None:
+        self.low_in = torch.empty(like.shape, dtype=low, device=like.device)
+        self.prod = torch.empty(like.shape, dtype=low, device=like.device)
+        self.full = (torch.empty_like(like), torch.empty_like(like))
+
+    def product(self, delta: Tensor, w: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(delta [* mask]) @ w with the operands in the low precision, as a full-precision
+        tensor that is not ``delta``."""
+        x = self.low_in.copy_(delta)
+        if mask is not None:
+            x.mul_(mask)
+        torch.mm(x, w, out=self.prod)
+        out = self.full[0] if delta.data_ptr() != self.full[0].data_ptr() else self.full[1]
+        return out.copy_(self.prod)
+
+
 def forward_maps(
-    W: Tensor, inj: Tensor, s: float, tol: float, mcfg: MixedConfig, last: dict[str, Tensor]
-) -> tuple[Map, Correction]:
+    W: Tensor, inj: Tensor, s: float, tol: float, mcfg: MixedConfig, last: dict[str, Tensor],
+    w_low: Tensor | None = None,
+) -> tuple[Map, Correction]:  # fmt: skip
     """The fp32 layer map F and its correction; F keeps its input and h = W z + inj in
-    ``last["z"]``, ``last["h"]`` (the correction reads ``last["h"]``)."""
-    w_low = W.to(mcfg.low)
+    ``last["z"]``, ``last["h"]`` (the correction reads ``last["h"]``). ``w_low``: W already
+    rounded to ``mcfg.low`` (:meth:`MixedState.low_weight`)."""
+    w_low = W.to(mcfg.low) if w_low is None else w_low
 
     def f(Z: Tensor) -> Tensor:
         h = Z @ W.T + inj
@@ -177,10 +232,11 @@ def forward_maps(
         return s * torch.relu(h)
 
     def correction(Z: Tensor, FZ: Tensor, budget: int) -> tuple[Tensor, int]:
-        h = last["h"]
+        h, neg_z, buf = last["h"], -Z, _Buffers(Z, mcfg.low)
 
-        def step(delta: Tensor) -> Tensor:
-            return s * torch.relu(h + (delta.to(mcfg.low) @ w_low.T).to(h.dtype)) - Z
+        def step(delta: Tensor) -> Tensor:  # s relu(h + W delta) - Z
+            out = buf.product(delta, w_low.T).add_(h).relu_()
+            return torch.add(neg_z, out, alpha=s, out=out)
 
         scale = FZ.norm(dim=1) + _EPS
         return _sweeps(step, FZ - Z, scale, mcfg.inner_ratio * tol, mcfg, budget)
@@ -198,7 +254,10 @@ def forward_start(
     """
     if not state.usable(W, inj, "z", "h", "inj"):
         return None
-    dw = state.dw = (W - state.W).to(mcfg.low)
+    # dW = W - W_old without a new (m, m) float32 buffer: W_old - W in place, rounded, negated;
+    # then the state holds W itself (as record_forward would leave it).
+    dw = state.dw = _round_into(state.dw, state.W.sub_(W), mcfg.low).neg_()
+    state.W.copy_(W)
     h = state.h + (state.z.to(mcfg.low) @ dw.T).to(W.dtype) + (inj - state.inj)
     last["z"], last["h"] = state.z, h
     return state.z, s * torch.relu(h)
@@ -206,11 +265,11 @@ def forward_start(
 
 def adjoint_maps(
     W: Tensor, a_row: Tensor, mask: Tensor, s: float, tol: float, mcfg: MixedConfig,
-    last: dict[str, Tensor],
+    last: dict[str, Tensor], w_low: Tensor | None = None,
 ) -> tuple[Map, Correction]:  # fmt: skip
     """The fp32 adjoint map G(V) = a + s (V * D) W (keeping V and (V * D) W in ``last``) and
-    its correction delta = R + s (delta * D) W."""
-    w_low = W.to(mcfg.low)
+    its correction delta = R + s (delta * D) W. ``w_low`` as for :func:`forward_maps`."""
+    w_low = W.to(mcfg.low) if w_low is None else w_low
     maskf = mask.to(W.dtype)
     mask_low = mask.to(mcfg.low)
 
@@ -222,11 +281,13 @@ def adjoint_maps(
     def correction(V: Tensor, GV: Tensor, budget: int) -> tuple[Tensor, int]:
         R = GV - V
 
-        def step(delta: Tensor) -> Tensor:
-            return R + s * ((delta.to(mcfg.low) * mask_low) @ w_low).to(R.dtype)
+        buf = _Buffers(R, mcfg.low)
+
+        def step(delta: Tensor) -> Tensor:  # R + s (delta * D) W
+            return buf.product(delta, w_low, mask_low).mul_(s).add_(R)
 
         scale = GV.norm(dim=1) + _EPS
-        return _sweeps(step, R, scale, mcfg.inner_ratio * tol, mcfg, budget)
+        return _sweeps(step, R.clone(), scale, mcfg.inner_ratio * tol, mcfg, budget)
 
     return g, correction
 
@@ -239,8 +300,8 @@ def adjoint_start(
         return None
     low = mcfg.low
     switched = (mask.to(W.dtype) - state.mask.to(W.dtype)) * state.v
-    p = state.p + (switched.to(low) @ W.to(low)).to(W.dtype)
-    p = p + ((state.v * mask).to(low) @ state.dw).to(W.dtype)
+    p = state.p + switched.to(low) @ state.low_weight(W, low)
+    p = p + (state.v * mask).to(low) @ state.dw
     return state.v, a_row + s * p
 
 
