@@ -53,6 +53,9 @@ VARIANTS = (
     ("tf32", {**CALIBRATED, "precision": "tf32"}),
     ("mixed", {**CALIBRATED, "precision": "mixed"}),
     ("legacy", {**RELEASED, "precision": "float32"}),
+    # the released algorithm on tensor cores (training.settings.released.precision: tf32);
+    # its loss after the same steps is compared with the float32 run's (an overlay check)
+    ("legacy-tf32", {**RELEASED, "precision": "tf32"}),
 )
 
 
@@ -92,6 +95,7 @@ def epoch_time(n: int, m: int, options: dict, device: str, epochs: int, warmup: 
         "seconds": statistics.median(times),
         "fwd_iters": statistics.mean(x["fwd_iters"] for x in rows),
         "bwd_iters": statistics.mean(x["bwd_iters"] or 0 for x in rows),
+        "loss": r.history[-1]["loss"],  # the loss at the last step, for the overlay check
     }
 
 
@@ -162,7 +166,7 @@ def main() -> int:
             "plan_s": (parts["steps"] + parts["logging"]) / steps,
             "h100_s": (h100_parts["steps"] + h100_parts["logging"]) / steps,
             "iters_measured": [res["fwd_iters"], res["bwd_iters"]],
-            "iters_plan": job["iterations_per_step"],
+            "iters_plan": job["iterations_per_step"], "loss": res["loss"],
         })  # fmt: skip
         print(f"{label}: {1e3 * res['seconds']:.1f} ms", flush=True)
         write(rows, thr, h100, out_txt, scale, device, t_start)  # what is done, if cut short
@@ -199,6 +203,14 @@ def _ms(x: float | None) -> str:
 
 
 def format_table(rows: list, device: str, scale: str, wall: float) -> str:
+    losses = {r["what"].split()[1]: r["loss"] for r in rows if "loss" in r}
+    overlay = []
+    if "legacy" in losses and "legacy-tf32" in losses:
+        rel = abs(losses["legacy-tf32"] - losses["legacy"]) / abs(losses["legacy"])
+        overlay.append(
+            f"released algorithm, tf32 against float32: loss after the same steps "
+            f"{losses['legacy-tf32']:.6e} / {losses['legacy']:.6e}, {rel:.1e} relative"
+        )
     lines = [
         f"GPU check on {device} (scale {scale}, {wall:.0f} s in all); plan = overdeq.plan "
         "calibrated on this device; H100 est. = its H100 ESTIMATE (published throughput)",
@@ -218,7 +230,7 @@ def format_table(rows: list, device: str, scale: str, wall: float) -> str:
             f"{r['what']:<58} {_ms(r['measured_s']):>10} {_ms(r['plan_s']):>10} "
             f"{ratio:>9.2f} {_ms(r.get('h100_s')):>10}  {it}"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + overlay) + "\n"
 
 
 if __name__ == "__main__":

@@ -226,6 +226,12 @@ def test_the_h100_figures_are_labelled_estimates_with_their_assumptions(fake_pla
     assert t["fits"] == (t["h100_hours_estimate"] <= t["h100_hours"])
     text = P.format_plan(fake_plan)
     assert "ESTIMATE" in text and "E7-gradient" in text and "total" in text
+    # the paper-mode runs solve to 1e-6, below what tf32 reaches; the released one to 1e-2
+    assert sorted(fake_plan["tf32_unreachable"]) == [
+        "train/identity/calibrated/m100/seed0",
+        "train/identity/calibrated/m300/seed0",
+    ]
+    assert "tf32 column: 2 runs solve to a tolerance below 0.0001" in text
 
 
 def test_iterations_are_measured_from_small_runs(fake_plan):
@@ -236,6 +242,18 @@ def test_iterations_are_measured_from_small_runs(fake_plan):
         assert "n=10, m=40" in c["measured_at"]
     e3 = next(j for j in fake_plan["jobs"] if j["job"] == "random_deq/e3")
     assert set(e3["iterations_by_sigma_w"]) == {"0.2", "0.4"}
+
+
+def test_a_setting_with_its_own_precision_keeps_it_in_every_column():
+    # training.settings.<name>.precision (e.g. tf32 for the released algorithm) replaces
+    # compute.precision for that setting's runs: the plan counts them at it, in every column.
+    released = {**JOBS["train"][-1], "setting_precision": "tf32"}
+    plan = P.estimate({"train": [released]}, device="cpu", throughput=FAKE, size=(10, 40, 4))
+    (job,) = plan["jobs"]
+    assert job["precision"] == "tf32" and job["work"].get("gemm:tf32", 0) > 0
+    assert "gemm:float32" not in job["work"] and "gemm:bf16" not in job["work"]
+    by = plan["h100_estimate"]["by_precision"]
+    assert by["float32"]["total"] == by["tf32"]["total"] == by["mixed"]["total"]
 
 
 @pytest.mark.slow  # about 30 s: a real calibration of this device
@@ -304,7 +322,8 @@ def test_gpu_check_runs_on_a_cpu_at_small_scale(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     table = (tmp_path / "gpu_check.txt").read_text()
     assert out.stdout.rstrip().endswith(f"(written to {tmp_path / 'gpu_check.txt'})")
-    for row in ("epoch fp32", "epoch tf32", "epoch mixed", "epoch legacy", "paper-tier job"):
+    for row in ("epoch fp32", "epoch tf32", "epoch mixed", "epoch legacy", "epoch legacy-tf32",
+                "paper-tier job", "released algorithm, tf32 against float32"):  # fmt: skip
         assert row in table, row
     rows = json.loads((tmp_path / "gpu_check.json").read_text())["rows"]
     timed = [r for r in rows if "skipped" not in r]

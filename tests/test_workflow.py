@@ -66,6 +66,26 @@ def test_dry_run_plans_every_target(extra):
         assert re.search(rf"^{rule}\s+\d+", text, re.M), f"{rule} not planned:\n{text[-3000:]}"
 
 
+def test_a_setting_precision_replaces_the_compute_precision_for_its_runs(tmp_path):
+    """training.settings.<name>.precision reaches `overdeq train` alone (no second
+    --precision from compute.precision), and the other settings keep compute's."""
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    released = {**default["training"]["settings"]["released"], "precision": "tf32"}
+    extra = tmp_path / "tf32.yaml"
+    extra.write_text(yaml.safe_dump({"training": {"settings": {"released": released}}}))
+    out = snakemake("-n", "--forceall", "-p", "--configfile", str(extra))
+    assert out.returncode == 0, out.stderr[-2000:]
+    commands = re.findall(r"overdeq train .*$", out.stdout + out.stderr, re.M)
+    by_setting = {}
+    for command in commands:
+        setting = re.search(r"--tag setting=(\w+)", command).group(1)
+        by_setting.setdefault(setting, set()).add(
+            tuple(re.findall(r"--precision (\w+)", command))
+        )
+    assert by_setting["released"] == {("tf32",)}
+    assert by_setting["calibrated"] == {(default["compute"]["precision"],)}
+
+
 def test_paper_tier_fetches_the_real_data_sets():
     out = snakemake("-n", "--forceall", "--quiet", "rules", "--configfile", "config/paper.yaml")
     assert re.search(r"^fetch_mnist\s+1", out.stdout, re.M)

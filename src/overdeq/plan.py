@@ -104,6 +104,7 @@ H100_HOST_RATES = {"eig_host": 5e9, "eigh_host": 1e10, "rng_host": 7e7}
 # The small runs that measure iterations: (n, m, steps) on a CPU and on a GPU.
 CALIBRATION_SIZE = {"cpu": (40, 400, 12), "cuda": (200, 2000, 20)}
 H100_COLUMNS = ("float32", "tf32", "mixed")  # the precisions the H100 estimate is given at
+TF32_FLOOR = 1e-4  # about the smallest relative fixed-point residual a tf32 solve reaches
 TARGET_H100_HOURS = 2.0  # issue 11: the paper tier should fit in 2 H100-hours (mixed)
 
 
@@ -578,6 +579,13 @@ class JobEstimate:
         return replace(self, parts=self.recount(precision))
 
 
+def _work_at(
+    run: RunConfig, n: int, d: int, it: Iterations, own: str | None, precision: str
+) -> dict[str, Work]:
+    """:func:`train_work` at ``precision``, or at the setting's ``own`` precision if it has one."""
+    return train_work(run, n, d, it, own or precision)
+
+
 def _train_estimates(
     jobs: Mapping[str, Any], device: torch.device, size: tuple, precision: str
 ) -> tuple[list[JobEstimate], dict[str, Any]]:
@@ -602,12 +610,16 @@ def _train_estimates(
             "d": d,
             "width": width,
             "steps": run.train.steps,
+            "tol": min(run.train.forward.tol, run.train.backward.tol),
             "iterations_per_step": [it.forward, it.backward],
             "iterations_measured_at": it.measured_at,
             "small_run_ended": it.ended,
         }
-        parts = train_work(run, n, d, it, precision)
-        recount = partial(train_work, run, n, d, it)
+        own = job.get("setting_precision")  # the setting's own precision, if it has one
+        if own is not None:
+            info["precision"] = own
+        recount = partial(_work_at, run, n, d, it, own)
+        parts = recount(precision)
         out.append(JobEstimate(job["experiment"], job["job"], parts, info, recount))
     classes = {
         key: {
@@ -728,6 +740,15 @@ def plan_from_estimates(
             }
             for e in ranked[:5]
         ],
+        # tf32 cannot reach a relative residual much below 1e-4: the tf32 column counts the
+        # runs that solve tighter as if they converged, which they would not
+        "tf32_unreachable": [
+            e.job
+            for e in est
+            if e.recount is not None
+            and e.info.get("tol", 1.0) < TF32_FLOOR
+            and e.info.get("precision") in (None, "tf32")
+        ],  # fmt: skip
         "dominant_h100_mixed": [
             {"job": e.job, "experiment": e.experiment, "seconds": h100.seconds(e.work)}
             for e in sorted(mixed, key=lambda e: h100.seconds(e.work), reverse=True)[:5]
@@ -813,7 +834,8 @@ def format_plan(plan: Mapping[str, Any]) -> str:
         f"this device: {plan['device']} (rates measured"
         + (f" in {plan['calibration']['seconds']:.1f} s" if "calibration" in plan else "")
         + ")",
-        "H100 columns: ESTIMATE from published throughput, not a measurement",
+        "H100 columns: ESTIMATE from published throughput, not a measurement "
+        "(a setting with its own precision keeps it in every column)",
         "",
         f"{'experiment':<12} {'jobs':>4} {'work':>11} {'this device':>12} "
         f"{'H100 fp32':>10} {'H100 tf32':>10} {'H100 mixed':>10}",
@@ -827,6 +849,13 @@ def format_plan(plan: Mapping[str, Any]) -> str:
         )
     t = plan["target"]
     verdict = "fits" if t["fits"] else "does NOT fit"
+    if plan.get("tf32_unreachable"):
+        lines += [
+            "",
+            f"tf32 column: {len(plan['tf32_unreachable'])} runs solve to a tolerance below "
+            f"{TF32_FLOOR:g}, under the residual tf32 reaches: counted as if they converged, "
+            "they would not (mixed keeps float32 answers)",
+        ]
     lines += [
         "",
         f"goal (issue 11, for the paper tier): <= {t['h100_hours']:g} H100-hours with mixed "

@@ -240,16 +240,18 @@ def train_args(wildcards):
     """The `overdeq train` flags of one grid point (every knob reaches the job as a param)."""
     n = TRAINING["datasets"][wildcards.dataset]["n"]
     width = int(wildcards.width)
+    setting = setting_options(wildcards.dataset, wildcards.setting, width)
+    shared = {k: v for k, v in run_options(wildcards.seed).items() if k not in setting}
     args = [
         f"--n {n}",
         f"--width {width}",
-        *option_flags(run_options(wildcards.seed)),
+        *option_flags(shared),  # a setting's own value (e.g. its precision) replaces these
         f"--tag dataset={wildcards.dataset}",
         f"--tag setting={wildcards.setting}",
     ]
     if COMPUTE.get("memory_budget_gb") is not None:
         args.append(f"--memory-budget-gb {COMPUTE['memory_budget_gb']}")
-    args += option_flags(setting_options(wildcards.dataset, wildcards.setting, width))
+    args += option_flags(setting)
     return " ".join(args)
 
 
@@ -305,6 +307,8 @@ def plan_jobs():  # (RANDOM_DEQ: workflow/rules/random_deq.smk)
                 **run_options(seed),
                 **setting_options(dataset, setting, width),
             },
+            # a setting with its own precision keeps it in every column of the plan
+            "setting_precision": TRAINING["settings"][setting].get("precision"),
         }
         for dataset, setting, width, seed in train_grid()
     ]

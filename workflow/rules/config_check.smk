@@ -110,8 +110,11 @@ def memory_problems(config):
     if budget is None:
         return []
     problems = []
-    precision = config["compute"]["precision"]
+    settings = config["training"]["settings"]
     for name, grid in config["training"]["grids"].items():
+        precision = config["compute"]["precision"]
+        if any(settings.get(s, {}).get("precision") == "float64" for s in grid["settings"]):
+            precision = "float64"  # a setting's own precision: the widest one counts
         for dataset in grid["datasets"]:
             spec = config["training"]["datasets"].get(dataset)
             if spec is None:
