@@ -79,9 +79,7 @@ def test_a_setting_precision_replaces_the_compute_precision_for_its_runs(tmp_pat
     by_setting = {}
     for command in commands:
         setting = re.search(r"--tag setting=(\w+)", command).group(1)
-        by_setting.setdefault(setting, set()).add(
-            tuple(re.findall(r"--precision (\w+)", command))
-        )
+        by_setting.setdefault(setting, set()).add(tuple(re.findall(r"--precision (\w+)", command)))
     assert by_setting["released"] == {("tf32",)}
     assert by_setting["calibrated"] == {(default["compute"]["precision"],)}
 
