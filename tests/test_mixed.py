@@ -9,7 +9,7 @@ from overdeq.config import PRECISIONS, ConfigError, make_run_config
 from overdeq.data import DataSpec
 from overdeq.implicit import SolveStats, WarmStart, adjoint, deq_output, equilibrium
 from overdeq.io import read_json
-from overdeq.mixed import MixedConfig
+from overdeq.mixed import MixedConfig, MixedState, _Buffers
 from overdeq.model import DEQ, DEQConfig
 from overdeq.provenance import config_hash
 from overdeq.solvers import SolverConfig
@@ -187,3 +187,32 @@ def test_later_steps_start_from_the_last_evaluation():
         fp32_evals.append(stats.forward.iterations - stats.forward.low_iterations)
         assert stats.forward.converged and stats.backward.converged
     assert fp32_evals[0] >= 2 and fp32_evals[-1] == 1
+
+
+def test_the_rounded_weight_is_kept_for_one_value_of_w_only():
+    """MixedState rounds W once per step for both solves, and again after W changes in
+    place (an optimizer step bumps its version), never serving a stale copy."""
+    state = MixedState()
+    W = torch.randn(50, 50)
+    first = state.low_weight(W, torch.bfloat16)
+    assert state.low_weight(W.detach(), torch.bfloat16) is first  # same W: the same copy
+    with torch.no_grad():
+        W.add_(1.0)
+    again = state.low_weight(W, torch.bfloat16)
+    assert torch.equal(again, W.to(torch.bfloat16))
+    other = torch.randn(50, 50)
+    assert torch.equal(state.low_weight(other, torch.bfloat16), other.to(torch.bfloat16))
+
+
+def test_a_sweep_never_writes_the_iterate_it_reads():
+    """The correction's buffers take turns: the step value never shares memory with the
+    iterate (which the sweeps then overwrite with the increment)."""
+    buf = _Buffers(torch.zeros(4, 6), torch.bfloat16)
+    w = torch.randn(6, 6).to(torch.bfloat16)
+    delta = torch.randn(4, 6)
+    for _ in range(4):
+        new = buf.product(delta, w)
+        assert new.data_ptr() != delta.data_ptr()
+        expected = (delta.to(torch.bfloat16) @ w).float()
+        assert torch.equal(new, expected)
+        delta = new
