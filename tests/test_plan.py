@@ -62,6 +62,25 @@ def test_mixed_precision_moves_the_bulk_to_bf16_and_keeps_the_total():
         P.train_work(_run(), 50, 50, IT, "half")
 
 
+def test_measured_mixed_sweeps_are_counted_as_measured():
+    # a small mixed run found 8 forward and 7 adjoint map applications per step, 7 and 6 of
+    # them low-precision sweeps: 7 + 6 bf16 GEMMs and 1 + 1 + 1 (dL/dW) float32 ones
+    it = P.Iterations(
+        3, 4, 20, 10, forward_mixed=8, backward_mixed=7, forward_low=7, backward_low=6
+    )
+    run = _run()
+    steps = run.train.steps
+    gemm = P.deq_gemm(50, 400)
+    mixed = P.train_work(run, 50, 50, it, "mixed")["steps"]
+    injection = steps * 4.0 * 50 * 50 * 400
+    assert mixed.amounts["gemm:bf16"] == pytest.approx(steps * 13 * gemm + injection)
+    last_forward = it.forward * gemm  # the last logged step: a forward pass only
+    assert mixed.amounts["gemm:float32"] == pytest.approx(steps * 3 * gemm + last_forward)
+    # float32 and tf32 keep the float32 small run's counts
+    fp32 = P.train_work(run, 50, 50, it, "float32")["steps"]
+    assert fp32.flops == pytest.approx(P.train_work(run, 50, 50, IT, "float32")["steps"].flops)
+
+
 def test_mixed_precision_leaves_the_released_gradient_in_float32():
     # The trainer solves only the implicit gradient by defect correction; a legacy run under
     # compute.precision mixed is a float32 run, and the plan must not count it as bf16.
@@ -240,6 +259,12 @@ def test_iterations_are_measured_from_small_runs(fake_plan):
     for c in classes.values():
         assert c["forward"] >= 1 and c["backward"] >= 1
         assert "n=10, m=40" in c["measured_at"]
+    # paper mode also ran in mixed precision (its sweeps are counted); released did not
+    paper = next(c for k, c in classes.items() if "'paper'" in k)
+    released = next(c for k, c in classes.items() if "'legacy'" in k)
+    fwd, bwd, fwd_low, bwd_low = paper["mixed_forward_backward_low"]
+    assert 1 <= fwd_low < fwd and 0 <= bwd_low < bwd
+    assert released["mixed_forward_backward_low"] is None
     e3 = next(j for j in fake_plan["jobs"] if j["job"] == "random_deq/e3")
     assert set(e3["iterations_by_sigma_w"]) == {"0.2", "0.4"}
 

@@ -26,10 +26,14 @@ per run: the weights (twice: the model and its float64 twin) and the step calibr
 float64 (``train.CALIBRATION_SOLVER``: two forward solves and one adjoint, the tangent Gram,
 eigh(n) with vectors).
 
-Precision ``mixed`` is counted as bf16 GEMMs for every solver iteration but the last
-``MIXED_FP32_ITERS`` of each solve, which, with dL/dW, are float32 -- for the exact implicit
-gradient only: the trainer runs the released gradient (Anderson to a global 1e-2, no fp32
-residual test to anchor a correction) in float32 under ``mixed``, and so does this count.
+Precision ``mixed`` is counted from a second small run of each paper-mode setting in mixed
+precision: its low-precision sweeps per step are bf16 GEMMs, its float32 evaluations and
+dL/dW float32 ones (defect correction takes more map applications than float32 Picard, most
+of them cheap). Without that run (``Iterations.forward_low`` None) every solver iteration but
+the last ``MIXED_FP32_ITERS`` of each solve is counted as bf16. Mixed applies to the exact
+implicit gradient only: the trainer runs the released gradient (Anderson to a global 1e-2,
+no fp32 residual test to anchor a correction) in float32 under ``mixed``, and so does this
+count.
 
 The H100 figures are estimates, never measurements: published dense peak throughputs
 (``H100_PEAK``) times an assumed GEMM efficiency (``H100_GEMM_EFFICIENCY``), an assumed rate
@@ -184,6 +188,13 @@ class Iterations:
     calib_backward: float
     measured_at: str = ""  # e.g. "n=40, m=400, 12 steps, identity"
     ended: str = ""  # status of the small run ("done", "diverged: ...")
+    # the same setting's small run in mixed precision (paper mode only): all map
+    # applications per step and the low-precision sweeps among them (None: not measured,
+    # then counted as the float32 ones with MIXED_FP32_ITERS of each solve in float32)
+    forward_mixed: float | None = None
+    backward_mixed: float | None = None
+    forward_low: float | None = None
+    backward_low: float | None = None
 
 
 def log_count(steps: int, log_every: int) -> int:
@@ -230,7 +241,13 @@ def train_work(run: RunConfig, n: int, d: int, it: Iterations, precision: str) -
 
     w = Work()  # GD steps: the last logged step is only a forward pass
     per_step = step_gemms(it, released)
-    if precision == "mixed":
+    if precision == "mixed" and it.forward_low is not None and it.backward_low is not None:
+        low = it.forward_low + it.backward_low  # as measured in mixed precision
+        fp32 = it.forward_mixed + it.backward_mixed + 1 - low
+        w.add("gemm:bf16", steps * low * deq_gemm(n, m))
+        w.add("gemm:float32", steps * fp32 * deq_gemm(n, m))
+        w.add("gemm:bf16", steps * 4.0 * n * d * m)
+    elif precision == "mixed":
         fp32 = min(per_step, 2 * MIXED_FP32_ITERS + 1)
         w.add("gemm:bf16", steps * (per_step - fp32) * deq_gemm(n, m))
         w.add("gemm:float32", steps * fp32 * deq_gemm(n, m))
@@ -450,7 +467,9 @@ def h100_throughput() -> Throughput:
     return Throughput(rates=rates, device="NVIDIA H100 (estimate)", source="estimate", notes=notes)
 
 
-def _small_options(options: Mapping[str, Any], width: int, m: int, steps: int) -> dict:
+def _small_options(
+    options: Mapping[str, Any], width: int, m: int, steps: int, precision: str = "float32"
+) -> dict:
     """A job's run options shrunk to a small run of width m: only the solver behaviour kept."""
     small = {k: v for k, v in options.items() if k not in ("seed", "data_seed", "device")}
     small.update(
@@ -459,12 +478,20 @@ def _small_options(options: Mapping[str, Any], width: int, m: int, steps: int) -
         audit_every=0,
         checkpoint_every=steps + 1,
         legacy_readouts=False,
-        precision="float32",
+        precision=precision,
         patience=steps + 1,  # measure iterations even where a solve does not converge
     )
     if small.get("width_scale"):  # the width-scale bug: keep the ratio width / scale
         small["width_scale"] = max(1, round(m * small["width_scale"] / width))
     return small
+
+
+def _defect_correction(options: Mapping[str, Any]) -> bool:
+    """Under mixed precision the job would solve by defect correction (paper mode's exact
+    implicit gradient; the released gradient runs in float32)."""
+    return options.get("mode", "paper") == "paper" and options.get("gradient", "implicit") == (
+        "implicit"
+    )
 
 
 def _small_data(data: str, n: int) -> DataSpec:
@@ -489,11 +516,13 @@ def _calibration_iterations(run: RunConfig, device: torch.device) -> tuple[float
 
 
 def measure_train_iterations(
-    data: str, options: Mapping[str, Any], width: int, device: torch.device, size: tuple
-) -> Iterations:
-    """Iterations per GD step of a setting, from ``size`` = (n, m, steps) of a small run."""
+    data: str, options: Mapping[str, Any], width: int, device: torch.device, size: tuple,
+    precision: str = "float32",
+) -> Iterations:  # fmt: skip
+    """Iterations per GD step of a setting, from ``size`` = (n, m, steps) of a small run
+    (in ``precision``: float32, or mixed to count its low-precision sweeps)."""
     n, m, steps = size
-    small = _small_options(options, width, m, steps)
+    small = _small_options(options, width, m, steps, precision)
     try:
         run = make_run_config(data=_small_data(data, n), width=m, **small)
     except ConfigError as exc:
@@ -503,6 +532,7 @@ def measure_train_iterations(
     rows = result.history[1:] or result.history  # the first step has no warm start yet
     fwd = [r["fwd_iters"] for r in rows if r.get("fwd_iters") is not None]
     bwd = [r["bwd_iters"] for r in rows if r.get("bwd_iters") is not None]
+    low = [(r["fwd_low_iters"], r["bwd_low_iters"]) for r in rows if "bwd_low_iters" in r]
     cf, cb = _calibration_iterations(run, device)
     status = result.summary.get("status", "?")
     reason = result.summary.get("reason")
@@ -511,8 +541,11 @@ def measure_train_iterations(
         backward=statistics.mean(bwd) if bwd else float(run.train.backward.max_iter),
         calib_forward=cf,
         calib_backward=cb,
-        measured_at=f"n={n}, m={m}, {len(rows)} steps, {run.data.name}",
+        measured_at=f"n={n}, m={m}, {len(rows)} steps, {run.data.name}"
+        + (", mixed" if low else ""),
         ended=f"{status}: {reason}" if reason else status,
+        forward_low=statistics.mean(f for f, _ in low) if low else None,
+        backward_low=statistics.mean(b for _, b in low) if low else None,
     )
 
 
@@ -600,6 +633,15 @@ def _train_estimates(
         key = f"{_small_data(data, size[0]).name} {sorted(small.items())}"
         if key not in cache:
             cache[key] = measure_train_iterations(data, options, width, device, size)
+            if _defect_correction(options):  # the mixed column counts its own sweeps
+                mixed = measure_train_iterations(data, options, width, device, size, "mixed")
+                cache[key] = replace(
+                    cache[key],
+                    forward_mixed=mixed.forward,
+                    backward_mixed=mixed.backward,
+                    forward_low=mixed.forward_low,
+                    backward_low=mixed.backward_low,
+                )
         it = cache[key]
         try:
             run = make_run_config(data=DataSpec("identity", n=n), width=width, **options)
@@ -612,6 +654,10 @@ def _train_estimates(
             "steps": run.train.steps,
             "tol": min(run.train.forward.tol, run.train.backward.tol),
             "iterations_per_step": [it.forward, it.backward],
+            # mixed precision's small run: forward, backward, and the low sweeps among them
+            "iterations_per_step_mixed": None
+            if it.forward_low is None
+            else [it.forward_mixed, it.backward_mixed, it.forward_low, it.backward_low],
             "iterations_measured_at": it.measured_at,
             "small_run_ended": it.ended,
         }
@@ -626,6 +672,9 @@ def _train_estimates(
             "forward": v.forward,
             "backward": v.backward,
             "calibration_forward_backward": [v.calib_forward, v.calib_backward],
+            "mixed_forward_backward_low": None
+            if v.forward_low is None
+            else [v.forward_mixed, v.backward_mixed, v.forward_low, v.backward_low],
             "measured_at": v.measured_at,
             "ended": v.ended,
         }

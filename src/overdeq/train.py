@@ -444,6 +444,9 @@ class _Run:
             )
             if "gradient_certificate" in stats.extra:  # in the checkpoint's history only
                 row.update({k: stats.extra[k] for k in ("gradient_certificate", "adjoint_tol")})
+            if cfg.precision == "mixed":  # low-precision sweeps among the iterations (ditto)
+                row["fwd_low_iters"] = stats.forward.low_iterations
+                row["bwd_low_iters"] = stats.backward.low_iterations
         self.unconverged = 0 if (fwd_ok and bwd_ok) else self.unconverged + 1
         if self.unconverged >= cfg.patience:
             which = "forward" if not fwd_ok else "backward"
