@@ -115,6 +115,12 @@ def test_the_released_readouts_cost_a_dense_eig_only_up_to_the_library_limit():
         11 * (P.gen_eig_flops(50) + P.gen_eig_flops(400))
     )
     assert large["logging"].amounts["eig_host"] == pytest.approx(11 * P.gen_eig_flops(50))
+    # from EIG_LARGE on, an eig is its own kind of work (LAPACK runs it faster per FLOP)
+    big = P.train_work(_run(legacy_readouts=True, width=2000), 50, 50, IT, "float32")
+    assert big["logging"].amounts["eig_host"] == pytest.approx(11 * P.gen_eig_flops(50))
+    assert big["logging"].amounts["eig_host_large"] == pytest.approx(11 * P.gen_eig_flops(2000))
+    assert P.host_eig_kind(P.EIG_LARGE - 1) == "eig_host"
+    assert P.host_eig_kind(P.EIG_LARGE) == "eig_host_large"
 
 
 def test_random_deq_work_counts_every_sample():

@@ -10,7 +10,8 @@ with work counted by kind: GEMM FLOPs per precision (``gemm:float64``, ``gemm:fl
 ``gemm:tf32``, ``gemm:bf16``), nominal FLOPs of dense eigensolvers on the device (``eigh``,
 symmetric, values only: 4/3 k^3; with vectors 9 k^3) and on the host (``eigh_host``;
 ``eig_host``: non-symmetric values, 10 k^3, which torch computes on the host even for a CUDA
-tensor), and normal draws on the host (``rng_host``: every m x m weight is drawn in float64 by
+tensor; ``eig_host_large`` the same from k = ``EIG_LARGE`` on, whose FLOP rate is several times
+higher), and normal draws on the host (``rng_host``: every m x m weight is drawn in float64 by
 a CPU generator). The rates come from a short calibration on the current device
 (:func:`measure_throughput`); the solver iterations per step from a few steps of a small run
 of each distinct setting (:func:`measure_train_iterations`), at ``CALIBRATION_SIZE``.
@@ -78,7 +79,12 @@ __all__ = [
 ]
 
 GEMM_KINDS = ("gemm:float64", "gemm:float32", "gemm:tf32", "gemm:bf16")
-KINDS = (*GEMM_KINDS, "eigh", "eigh_host", "eig_host", "rng_host")
+KINDS = (*GEMM_KINDS, "eigh", "eigh_host", "eig_host", "eig_host_large", "rng_host")
+# LAPACK's non-symmetric eig runs far faster per FLOP on large matrices (measured on the 2-core
+# development CPU, idle: 3.3 GFLOP/s nominal at k = 512, 25 at k = 1000, 44 at k = 2000), so a
+# rate timed at one size cannot serve both the quick tier's readouts and the paper tier's:
+# eigs from this size on are their own kind, timed at this size.
+EIG_LARGE = 1024
 PRECISION_GEMM = {  # training precision -> the kind of its bulk GEMMs
     "float64": "gemm:float64",
     "float32": "gemm:float32",
@@ -100,10 +106,10 @@ H100_PEAK = {
 H100_GEMM_EFFICIENCY = 0.7  # assumed fraction of peak a large (1000 x m) @ (m x m) GEMM reaches
 H100_EIGH_RATE = 1e12  # assumed nominal FLOP/s of cuSOLVER's dense symmetric eigensolver
 # Host-side work of an H100 node (the weights' draws, torch's non-symmetric eig, E10's kernels):
-# assumed at the rates the 2-core development CPU reaches when idle (LAPACK eig at k = 2000,
-# torch's float64 normal draws; benchmarks/RESULTS.md), not at whatever load the machine that
-# runs the plan has, so that the estimate does not move with it.
-H100_HOST_RATES = {"eig_host": 5e9, "eigh_host": 1e10, "rng_host": 7e7}
+# assumed at the rates the 2-core development CPU reaches when idle (LAPACK eig at k = 512 and
+# k = 1000, torch's float64 normal draws; benchmarks/RESULTS.md), not at whatever load the
+# machine that runs the plan has, so that the estimate does not move with it.
+H100_HOST_RATES = {"eig_host": 5e9, "eig_host_large": 2.5e10, "eigh_host": 1e10, "rng_host": 7e7}
 
 # The small runs that measure iterations: (n, m, steps) on a CPU and on a GPU.
 CALIBRATION_SIZE = {"cpu": (40, 400, 12), "cuda": (200, 2000, 20)}
@@ -168,6 +174,11 @@ def sym_eig_flops(k: int, vectors: bool = False) -> float:
 def gen_eig_flops(k: int) -> float:
     """Nominal FLOPs of the eigenvalues of a dense non-symmetric matrix: 10 k^3."""
     return 10.0 * k**3
+
+
+def host_eig_kind(k: int) -> str:
+    """The kind of work of a host eig of size k (``eig_host`` or ``eig_host_large``)."""
+    return "eig_host_large" if k >= EIG_LARGE else "eig_host"
 
 
 def deq_gemm(n: int, m: int) -> float:
@@ -268,10 +279,10 @@ def train_work(run: RunConfig, n: int, d: int, it: Iterations, precision: str) -
     if cfg.legacy_readouts:  # the released readouts: non-symmetric eigs, on the host
         reads = audit_count(n_logs, cfg.readout_every)  # first, last and every k-th log
         w.add("gemm:float64", reads * 2.0 * n * n * m)
-        w.add("eig_host", reads * gen_eig_flops(n))
+        w.add(host_eig_kind(n), reads * gen_eig_flops(n))
         if m <= LEGACY_DENSE_MAX:
             w.add("gemm:float64", reads * 2.0 * m**3)
-            w.add("eig_host", reads * gen_eig_flops(m))
+            w.add(host_eig_kind(m), reads * gen_eig_flops(m))
     parts["logging"] = w
 
     w = Work()  # exact ||W||_2: W^T W in float64 and its symmetric eigenvalues
@@ -439,6 +450,11 @@ def measure_throughput(device: torch.device | str) -> Throughput:
     rates["eigh_host"] = sym_eig_flops(kh) / _best_time(lambda: torch.linalg.eigvalsh(Sh), cpu, 2)
     G = torch.randn(kh, kh, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     rates["eig_host"] = gen_eig_flops(kh) / _best_time(lambda: torch.linalg.eigvals(G), cpu, 3)
+    GL = torch.randn(EIG_LARGE, EIG_LARGE, generator=torch.Generator().manual_seed(4),
+                     dtype=torch.float64)  # fmt: skip
+    rates["eig_host_large"] = gen_eig_flops(EIG_LARGE) / _best_time(
+        lambda: torch.linalg.eigvals(GL), cpu, 2
+    )
     draws = 2_000_000
     gen = torch.Generator().manual_seed(3)
     t = _best_time(lambda: torch.randn(draws, generator=gen, dtype=torch.float64), cpu, 3)
