@@ -546,6 +546,9 @@ def test_the_shipped_configs_pass_the_check():
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     assert config_problems(merged(CONFIG, paper)) is None
     assert config_problems(yaml.safe_load(TINY.read_text())) is None
+    # a setting's own precision where it does something is accepted
+    assert config_problems(edited(**{"training.settings.released.precision": "tf32"})) is None
+    assert config_problems(edited(**{"training.settings.calibrated.precision": "mixed"})) is None
 
 
 @pytest.mark.parametrize(
@@ -572,6 +575,11 @@ def test_the_shipped_configs_pass_the_check():
             {"training.datasets.identity": {"n": 40, "d": 20}},
             "identity data has at most d = 20 distinct rows, but n = 40",
         ),
+        (
+            {"training.settings.released.precision": "mixed"},
+            "training.settings.released.precision: mixed does nothing with the released gradient",
+        ),
+        ({"training.settings.released.precision": "fp8"}, "'fp8' is not one of"),
     ],
     ids=[
         "unknown-key",
@@ -582,6 +590,8 @@ def test_the_shipped_configs_pass_the_check():
         "n-e10",
         "gaussian-no-d",
         "identity-d",
+        "mixed-legacy-setting",
+        "setting-precision-enum",
     ],
 )
 def test_the_config_check_refuses_with_the_key(changes, expected):

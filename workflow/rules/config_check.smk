@@ -144,6 +144,12 @@ def useless_problems(training):
                 f"training.settings.{name}.warm_start: does nothing with the {gradient} "
                 "gradient (its solves start from zero); drop it, or add gradient: implicit"
             )
+        if setting.get("precision") == "mixed" and gradient != "implicit":
+            problems.append(
+                f"training.settings.{name}.precision: mixed does nothing with the {gradient} "
+                "gradient (only the exact implicit gradient's solves take bfloat16 sweeps; "
+                "this one runs in float32); use float32, or tf32 for tensor cores"
+            )
         if "allow_expansive" in setting and setting["mode"] != "paper":
             problems.append(
                 f"training.settings.{name}.allow_expansive: does nothing in {setting['mode']} "
