@@ -87,3 +87,16 @@ def test_relative_movement():
     moved = relative_movement({"W": torch.ones(3, 3) * 1.1}, init)
     assert moved["move_W"] == pytest.approx(0.1, rel=1e-6)
     assert math.isfinite(moved["move_W"])
+
+
+def test_relative_movement_matches_a_float64_norm_across_row_blocks():
+    # more rows than one block of the blockwise difference, and a vector block
+    g = torch.Generator().manual_seed(0)
+    W0 = torch.randn(2500, 30, generator=g)
+    W = W0 + 1e-3 * torch.randn(2500, 30, generator=g)
+    a0 = torch.randn(30, generator=g)
+    a = a0 + 1e-2
+    moved = relative_movement({"W": W, "a": a}, {"W": W0, "a": a0})
+    for name, p, p0 in (("W", W, W0), ("a", a, a0)):
+        expected = float((p - p0).double().norm() / p0.double().norm())
+        assert moved[f"move_{name}"] == pytest.approx(expected, rel=1e-6)

@@ -147,11 +147,21 @@ def _frobenius(x: Tensor) -> float:
     return float(torch.linalg.vector_norm(rows.double()))
 
 
+def _distance(a: Tensor, b: Tensor, rows: int = 1024) -> float:
+    """||a - b||_F as :func:`_frobenius` has it, a block of rows at a time (no (m, m)
+    difference: a fresh tensor of that size costs a CPU page faults at every log)."""
+    if a.dim() < 2:
+        return _frobenius(a - b)
+    norms = [torch.linalg.vector_norm(a[i : i + rows] - b[i : i + rows], dim=-1)
+             for i in range(0, a.shape[0], rows)]  # fmt: skip
+    return float(torch.linalg.vector_norm(torch.cat(norms).double()))
+
+
 def relative_movement(params: dict[str, Tensor], init: dict[str, Tensor]) -> dict[str, float]:
     """||theta - theta_0||_F / ||theta_0||_F per block (the lazy-training diagnostic)."""
     out = {}
     for name, p in params.items():
         p0 = init[name]
         denom = _frobenius(p0) or 1.0
-        out[f"move_{name}"] = _frobenius(p.detach() - p0) / denom
+        out[f"move_{name}"] = _distance(p.detach(), p0) / denom
     return out
