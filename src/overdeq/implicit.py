@@ -261,8 +261,7 @@ def equilibrium(
         start = z0 if z0 is not None else X.new_zeros(X.shape[0], model.cfg.width)
         if mixed is not None:
             W = model.W.detach()
-            w_low = state.low_weight(W, mixed.low) if state is not None else None
-            f, corr = forward_maps(W, inj, model.scale, cfg.tol, mixed, last, w_low)
+            f, corr = forward_maps(W, inj, model.scale, cfg.tol, mixed, last, state)
             seed = forward_start(state, W, inj, model.scale, mixed, last) if state else None
             if seed is not None:
                 start = seed[0]
@@ -308,8 +307,7 @@ def _adjoint(
         start = v0 if v0 is not None else a_row.expand(mask.shape[0], -1).clone()
         if mixed is not None:
             last: dict[str, Tensor] = {}
-            w_low = state.low_weight(W, mixed.low) if state is not None else None
-            g_map, corr = adjoint_maps(W, a_row, mask, s, cfg.tol, mixed, last, w_low)
+            g_map, corr = adjoint_maps(W, a_row, mask, s, cfg.tol, mixed, last, state)
             seed = adjoint_start(state, W, a_row, mask, s, mixed) if state else None
             if seed is not None:
                 start = seed[0]

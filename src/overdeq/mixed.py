@@ -183,6 +183,11 @@ class MixedState:
         return True
 
 
+def _low_weight(W: Tensor, mcfg: MixedConfig, state: MixedState | None) -> Tensor:
+    """W in the low precision: the state's copy for this W, or a fresh one without a state."""
+    return state.low_weight(W, mcfg.low) if state is not None else W.to(mcfg.low)
+
+
 def _round_into(buffer: Tensor | None, x: Tensor, low: torch.dtype) -> Tensor:
     """x rounded to ``low``, into ``buffer`` when it fits (no new (m, m) tensor each step)."""
     if (
@@ -219,12 +224,12 @@ class _Buffers:
 
 def forward_maps(
     W: Tensor, inj: Tensor, s: float, tol: float, mcfg: MixedConfig, last: dict[str, Tensor],
-    w_low: Tensor | None = None,
+    state: MixedState | None = None,
 ) -> tuple[Map, Correction]:  # fmt: skip
     """The fp32 layer map F and its correction; F keeps its input and h = W z + inj in
-    ``last["z"]``, ``last["h"]`` (the correction reads ``last["h"]``). ``w_low``: W already
-    rounded to ``mcfg.low`` (:meth:`MixedState.low_weight`)."""
-    w_low = W.to(mcfg.low) if w_low is None else w_low
+    ``last["z"]``, ``last["h"]`` (the correction reads ``last["h"]``). With ``state``, W is
+    rounded once per step for both solves (:meth:`MixedState.low_weight`)."""
+    w_low = _low_weight(W, mcfg, state)
 
     def f(Z: Tensor) -> Tensor:
         h = Z @ W.T + inj
@@ -265,11 +270,11 @@ def forward_start(
 
 def adjoint_maps(
     W: Tensor, a_row: Tensor, mask: Tensor, s: float, tol: float, mcfg: MixedConfig,
-    last: dict[str, Tensor], w_low: Tensor | None = None,
+    last: dict[str, Tensor], state: MixedState | None = None,
 ) -> tuple[Map, Correction]:  # fmt: skip
     """The fp32 adjoint map G(V) = a + s (V * D) W (keeping V and (V * D) W in ``last``) and
-    its correction delta = R + s (delta * D) W. ``w_low`` as for :func:`forward_maps`."""
-    w_low = W.to(mcfg.low) if w_low is None else w_low
+    its correction delta = R + s (delta * D) W. ``state`` as for :func:`forward_maps`."""
+    w_low = _low_weight(W, mcfg, state)
     maskf = mask.to(W.dtype)
     mask_low = mask.to(mcfg.low)
 
