@@ -207,6 +207,13 @@ class Iterations:
     forward_low: float | None = None
     backward_low: float | None = None
 
+    @property
+    def mixed_counts(self) -> list[float] | None:
+        """[forward, backward, forward low, backward low] of the mixed small run, or None."""
+        if self.forward_low is None or self.backward_low is None:
+            return None
+        return [self.forward_mixed, self.backward_mixed, self.forward_low, self.backward_low]
+
 
 def log_count(steps: int, log_every: int) -> int:
     """Logged steps t in 0..steps: every log_every-th and the last."""
@@ -252,15 +259,14 @@ def train_work(run: RunConfig, n: int, d: int, it: Iterations, precision: str) -
 
     w = Work()  # GD steps: the last logged step is only a forward pass
     per_step = step_gemms(it, released)
-    if precision == "mixed" and it.forward_low is not None and it.backward_low is not None:
-        low = it.forward_low + it.backward_low  # as measured in mixed precision
-        fp32 = it.forward_mixed + it.backward_mixed + 1 - low
+    if precision == "mixed":
+        if it.mixed_counts is not None:  # as measured in mixed precision
+            fwd, bwd, fwd_low, bwd_low = it.mixed_counts
+            low, fp32 = fwd_low + bwd_low, fwd + bwd + 1 - fwd_low - bwd_low
+        else:
+            fp32 = min(per_step, 2 * MIXED_FP32_ITERS + 1)
+            low = per_step - fp32
         w.add("gemm:bf16", steps * low * deq_gemm(n, m))
-        w.add("gemm:float32", steps * fp32 * deq_gemm(n, m))
-        w.add("gemm:bf16", steps * 4.0 * n * d * m)
-    elif precision == "mixed":
-        fp32 = min(per_step, 2 * MIXED_FP32_ITERS + 1)
-        w.add("gemm:bf16", steps * (per_step - fp32) * deq_gemm(n, m))
         w.add("gemm:float32", steps * fp32 * deq_gemm(n, m))
         w.add("gemm:bf16", steps * 4.0 * n * d * m)
     else:
@@ -502,14 +508,6 @@ def _small_options(
     return small
 
 
-def _defect_correction(options: Mapping[str, Any]) -> bool:
-    """Under mixed precision the job would solve by defect correction (paper mode's exact
-    implicit gradient; the released gradient runs in float32)."""
-    return options.get("mode", "paper") == "paper" and options.get("gradient", "implicit") == (
-        "implicit"
-    )
-
-
 def _small_data(data: str, n: int) -> DataSpec:
     """Synthetic stand-ins for the small runs (no downloads): identity, else Gaussian."""
     if data == "identity":
@@ -645,11 +643,17 @@ def _train_estimates(
         options = {k: v for k, v in job["options"].items() if k not in ("device", "precision")}
         n, width, data = int(job["n"]), int(job["width"]), job["data"]
         d = int(job.get("d") or n)
+        try:
+            run = make_run_config(data=DataSpec("identity", n=n), width=width, **options)
+        except ConfigError as exc:
+            raise ConfigError(f"plan: job {job['job']}: {exc}") from None
         small = _small_options(options, width, size[1], size[2])
         key = f"{_small_data(data, size[0]).name} {sorted(small.items())}"
         if key not in cache:
             cache[key] = measure_train_iterations(data, options, width, device, size)
-            if _defect_correction(options):  # the mixed column counts its own sweeps
+            # under mixed precision only the exact implicit gradient solves by defect
+            # correction (the released one runs in float32): the mixed column counts its sweeps
+            if run.train.gradient == "implicit":
                 mixed = measure_train_iterations(data, options, width, device, size, "mixed")
                 cache[key] = replace(
                     cache[key],
@@ -659,10 +663,6 @@ def _train_estimates(
                     backward_low=mixed.backward_low,
                 )
         it = cache[key]
-        try:
-            run = make_run_config(data=DataSpec("identity", n=n), width=width, **options)
-        except ConfigError as exc:
-            raise ConfigError(f"plan: job {job['job']}: {exc}") from None
         info = {
             "n": n,
             "d": d,
@@ -671,9 +671,7 @@ def _train_estimates(
             "tol": min(run.train.forward.tol, run.train.backward.tol),
             "iterations_per_step": [it.forward, it.backward],
             # mixed precision's small run: forward, backward, and the low sweeps among them
-            "iterations_per_step_mixed": None
-            if it.forward_low is None
-            else [it.forward_mixed, it.backward_mixed, it.forward_low, it.backward_low],
+            "iterations_per_step_mixed": it.mixed_counts,
             "iterations_measured_at": it.measured_at,
             "small_run_ended": it.ended,
         }
@@ -688,9 +686,7 @@ def _train_estimates(
             "forward": v.forward,
             "backward": v.backward,
             "calibration_forward_backward": [v.calib_forward, v.calib_backward],
-            "mixed_forward_backward_low": None
-            if v.forward_low is None
-            else [v.forward_mixed, v.backward_mixed, v.forward_low, v.backward_low],
+            "mixed_forward_backward_low": v.mixed_counts,
             "measured_at": v.measured_at,
             "ended": v.ended,
         }
